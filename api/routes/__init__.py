@@ -1,0 +1,1 @@
+"""memlayer.api.routes."""

@@ -1,0 +1,72 @@
+"""Plain, immutable records that cross tiers (never ORM rows).
+
+The cache tier encodes these, the memory tier produces them, and the API and the
+workflow read them. They carry no behaviour beyond being cheap to build and compare.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+JSONValue = Any  # a value that json.dumps accepts; validated at the service boundary
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRecord:
+    """One conversation memory: the summary of a finished turn or session."""
+
+    id: int
+    summary: str
+    intent: str | None
+    entities: tuple[str, ...]
+    message_count: int
+    created_at: datetime
+    chat_session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRecord:
+    """An entity the user talked about, with how often and when last."""
+
+    type: str
+    name: str
+    mention_count: int
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EntityInput:
+    """An entity mention to record (type and name)."""
+
+    type: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryContext:
+    """Everything the planning step reads about one user, at one memory version.
+
+    ``memories`` are newest first. ``preferences`` must not be mutated by readers:
+    the same object may be shared by concurrent loads.
+    """
+
+    user_id: int | None
+    version: int
+    memories: tuple[MemoryRecord, ...] = ()
+    preferences: Mapping[str, JSONValue] = field(default_factory=dict)
+    entities: tuple[EntityRecord, ...] = ()
+
+    def limited(self, limit: int) -> MemoryContext:
+        """The same context with at most ``limit`` memories (no copy when not needed)."""
+        if limit >= len(self.memories):
+            return self
+        return MemoryContext(
+            self.user_id, self.version, self.memories[:limit], self.preferences, self.entities
+        )
+
+    @classmethod
+    def empty(cls, user_id: int | None, version: int = 0) -> MemoryContext:
+        return cls(user_id=user_id, version=version)

@@ -1,0 +1,126 @@
+"""One settings object, read from ``MEMLAYER_*`` environment variables."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("memlayer")
+
+
+class Settings(BaseSettings):
+    """Every tunable of memlayer. Defaults run without set-up (embedded mode)."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMLAYER_", extra="ignore")
+
+    # --- storage -------------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql+asyncpg://... ; unset means embedded SQLite in data_dir.",
+    )
+    database_replica_url: str | None = Field(
+        default=None, description="Optional read replica used for cache fills."
+    )
+    database_prepared_statements: bool = Field(
+        default=True, description="Turn off behind pgbouncer in transaction mode."
+    )
+    database_pool_size: int = 10
+    database_max_overflow: int = 10
+    database_pool_timeout_seconds: float = 5.0
+    database_statement_timeout_ms: int = 5000
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://... or redis+cluster://... ; unset means in-process fakeredis.",
+    )
+    data_dir: Path = Path(".memlayer")
+
+    # --- cache tier ----------------------------------------------------------------
+    cache_enabled: bool = True
+    cache_key_prefix: str = "memlayer"
+    cache_ttl_seconds: int = 3600
+    cache_ttl_jitter: float = Field(default=0.1, ge=0.0, le=0.5)
+    redis_timeout_ms: int = Field(default=50, gt=0)
+    redis_connect_timeout_ms: int = Field(default=100, gt=0)
+    redis_max_connections: int = 64
+    cache_lease_ms: int = Field(default=2000, gt=0)
+    cache_fill_wait_ms: int = Field(default=250, ge=0)
+    cache_fill_poll_ms: int = Field(default=10, gt=0)
+    breaker_failure_threshold: int = Field(default=5, gt=0)
+    breaker_cooldown_seconds: float = Field(default=2.0, gt=0)
+    dirty_users_max: int = Field(default=10_000, gt=0)
+
+    # --- memory limits -------------------------------------------------------------
+    memory_context_size: int = Field(
+        default=5, ge=1, le=100, description="Memories kept in the cached context (the cap)."
+    )
+    memory_default_limit: int = Field(default=5, ge=0)
+    summary_max_length: int = Field(default=2000, gt=0)
+    context_max_entities: int = Field(default=20, ge=0)
+    context_max_preferences: int = Field(default=50, ge=0)
+    preference_value_max_bytes: int = Field(default=1024, gt=0)
+    preference_key_max_length: int = Field(default=100, gt=0)
+
+    # --- sessions and auth ---------------------------------------------------------
+    session_ttl_hours: float = Field(default=24.0, gt=0)
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: str = "HS256"
+    jwt_ttl_seconds: int = Field(default=3600, gt=0)
+
+    # --- service -------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    @field_validator("cache_key_prefix")
+    @classmethod
+    def _prefix_has_no_braces(cls, value: str) -> str:
+        if "{" in value or "}" in value or not value:
+            raise ValueError("cache_key_prefix must be non-empty and contain no braces")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when no database URL is configured: SQLite plus in-process Redis."""
+        return self.database_url is None
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'memlayer.db').resolve()}"
+
+    def resolved_jwt_secret(self) -> str:
+        """The signing secret. Outside embedded mode it must come from the environment."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        if not self.embedded:
+            raise RuntimeError(
+                "MEMLAYER_JWT_SECRET is not set. Set it to a long random string "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
+            )
+        return _embedded_dev_secret(self.data_dir)
+
+
+def _embedded_dev_secret(data_dir: Path) -> str:
+    """Generate once and keep a development secret, so tokens survive restarts."""
+    path = data_dir / "dev-jwt-secret"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+        log.warning(
+            "embedded mode: generated a development JWT secret in %s; "
+            "set MEMLAYER_JWT_SECRET for anything but local use",
+            path,
+        )
+    return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
