@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 JSONValue = Any  # a value that json.dumps accepts; validated at the service boundary
@@ -70,3 +71,19 @@ class MemoryContext:
     @classmethod
     def empty(cls, user_id: int | None, version: int = 0) -> MemoryContext:
         return cls(user_id=user_id, version=version)
+
+
+class LoadSource(StrEnum):
+    """Where a memory context came from this turn."""
+
+    CACHE = "cache"
+    DATABASE = "database"
+    NONE = "none"  # anonymous user or memory skipped: neither tier was touched
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """A loaded context and the tier that served it."""
+
+    context: MemoryContext
+    source: LoadSource
