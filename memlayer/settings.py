@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     breaker_failure_threshold: int = Field(default=5, gt=0)
     breaker_cooldown_seconds: float = Field(default=2.0, gt=0)
     dirty_users_max: int = Field(default=10_000, gt=0)
+    cache_max_value_bytes: int = Field(
+        default=64 * 1024, gt=0, description="Encoded contexts above this are not cached."
+    )
+    cache_generation_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often each process re-reads the global cache generation.",
+    )
 
     # --- memory limits -------------------------------------------------------------
     memory_context_size: int = Field(

@@ -1,0 +1,25 @@
+"""Typed errors of the memory tier. The API maps them to HTTP in api/errors.py."""
+
+
+class MemoryLayerError(Exception):
+    """Base of every error memlayer's memory tier raises on purpose."""
+
+
+class UnknownUser(MemoryLayerError):
+    def __init__(self, user_id: int) -> None:
+        super().__init__(f"unknown user id {user_id}")
+        self.user_id = user_id
+
+
+class InvalidMemory(MemoryLayerError, ValueError):
+    """The caller passed something the memory tier will not store or answer."""
+
+
+class MemoryNotFound(MemoryLayerError):
+    def __init__(self, memory_id: int) -> None:
+        super().__init__(f"memory {memory_id} not found")
+        self.memory_id = memory_id
+
+
+class StoreUnavailable(MemoryLayerError):
+    """Postgres could not be reached or answered in time; the write was NOT acknowledged."""

@@ -1,0 +1,14 @@
+"""Prometheus metrics of the memory tier (the cache tier has its own)."""
+
+from prometheus_client import Counter
+
+DB_QUERIES = Counter(
+    "memlayer_db_queries_total",
+    "Postgres statements issued by the memory tier, by operation.",
+    ["op"],
+)
+MEMORY_WRITES = Counter(
+    "memlayer_memory_writes_total",
+    "Memory writes by outcome (ok = committed and acknowledged).",
+    ["outcome"],
+)

@@ -1,0 +1,86 @@
+"""Users and local (password) authentication. Only argon2 hashes are stored."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from memlayer.memory.db import Database
+from memlayer.memory.errors import MemoryLayerError
+from memlayer.memory.models import LocalAuth, User
+
+_hasher = PasswordHasher()
+
+
+class EmailTaken(MemoryLayerError):
+    def __init__(self, email: str) -> None:
+        super().__init__(f"an account with email {email!r} already exists")
+
+
+class BadCredentials(MemoryLayerError):
+    def __init__(self) -> None:
+        super().__init__("email or password is wrong")
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    id: int
+    email: str
+    type: str
+    is_active: bool
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+class UserStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def register(self, email: str, password: str) -> UserInfo:
+        email = email.strip().lower()
+        # Slow on purpose: in a thread, outside the transaction, off the event loop.
+        password_hash = await asyncio.to_thread(hash_password, password)
+        try:
+            async with self._db.transaction() as db:
+                user = User(email=email)
+                db.add(user)
+                await db.flush()
+                db.add(LocalAuth(user_id=user.id, password_hash=password_hash))
+                return UserInfo(user.id, user.email, user.type, user.is_active)
+        except IntegrityError as exc:
+            raise EmailTaken(email) from exc
+
+    async def authenticate(self, email: str, password: str) -> UserInfo:
+        email = email.strip().lower()
+        async with self._db.sessionmaker() as db:
+            row = (
+                await db.execute(
+                    select(User, LocalAuth.password_hash)
+                    .join(LocalAuth, LocalAuth.user_id == User.id)
+                    .where(User.email == email)
+                )
+            ).first()
+        if row is None:
+            # Same cost as a real check, so timing does not reveal which emails exist.
+            await asyncio.to_thread(_hasher.hash, password)
+            raise BadCredentials()
+        user, password_hash = row
+        try:
+            await asyncio.to_thread(_hasher.verify, password_hash, password)
+        except (VerifyMismatchError, InvalidHashError) as exc:
+            raise BadCredentials() from exc
+        if not user.is_active:
+            raise BadCredentials()
+        return UserInfo(user.id, user.email, user.type, user.is_active)
+
+    async def get(self, user_id: int) -> UserInfo | None:
+        async with self._db.sessionmaker() as db:
+            user = await db.get(User, user_id)
+            return UserInfo(user.id, user.email, user.type, user.is_active) if user else None
