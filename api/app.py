@@ -1,0 +1,46 @@
+"""The FastAPI application: routers under /api/v1, health and metrics at the root."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from memlayer import __version__
+from memlayer.api.errors import install_error_handlers
+from memlayer.api.routes import auth, chat, health, memory, ops
+from memlayer.api.services import AppServices
+from memlayer.settings import Settings, get_settings
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await AppServices.start(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="memlayer",
+        version=__version__,
+        description="Long-term memory for LLM chat backends.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    for router in (auth.router, chat.router, memory.router, ops.router):
+        app.include_router(router, prefix="/api/v1")
+    Instrumentator(
+        excluded_handlers=["/metrics", "/healthz"], should_group_status_codes=False
+    ).instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
+    return app

@@ -1,0 +1,86 @@
+"""Request and response bodies (the OpenAPI schemas)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: EmailStr
+    password: str = Field(min_length=8, max_length=256)
+
+
+class TokenOut(BaseModel):
+    user_id: int
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+
+
+class ChatStartIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metadata: dict[str, Any] | None = None
+    user_id: int | None = Field(
+        default=None, description="Optional; accepted only if it equals the token's user."
+    )
+
+
+class ChatStartOut(BaseModel):
+    session_id: str
+    expires_at: datetime
+    user_id: int | None
+
+
+class ConversationOut(BaseModel):
+    session_id: str
+    title: str
+    created_at: datetime
+    last_message: str | None
+    message_count: int
+
+
+class ConversationsOut(BaseModel):
+    conversations: list[ConversationOut]
+
+
+class MemoryOut(BaseModel):
+    id: int
+    summary: str
+    intent: str | None
+    entities: list[str]
+    message_count: int
+    created_at: datetime
+
+
+class EntityOut(BaseModel):
+    type: str
+    name: str
+    mention_count: int
+    last_seen: datetime
+
+
+class MemoryContextOut(BaseModel):
+    user_id: int
+    source: Literal["cache", "database"]
+    version: int
+    memories: list[MemoryOut]
+    preferences: dict[str, Any]
+    entities: list[EntityOut]
+
+
+class DeletedOut(BaseModel):
+    deleted: bool = True
+    version: int
+
+
+class ComponentStatus(BaseModel):
+    status: Literal["up", "down", "disabled"]
+    detail: str | None = None
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "degraded"]
+    components: dict[str, ComponentStatus]

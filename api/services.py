@@ -1,0 +1,80 @@
+"""Everything the routers use, built once in the lifespan and closed in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from memlayer.api.auth import TokenService
+from memlayer.cache import ContextCache, NullContextCache, make_redis_client
+from memlayer.memory.db import Database
+from memlayer.memory.history import ChatHistory
+from memlayer.memory.service import LongTermMemoryService
+from memlayer.memory.sessions import SessionManager
+from memlayer.memory.users import UserStore
+from memlayer.settings import Settings
+from memlayer.supervisor.graph import ChatWorkflow
+
+log = logging.getLogger("memlayer")
+
+
+@dataclass
+class AppServices:
+    settings: Settings
+    database: Database
+    redis: Any | None
+    cache: ContextCache | NullContextCache
+    memory: LongTermMemoryService
+    sessions: SessionManager
+    users: UserStore
+    history: ChatHistory
+    tokens: TokenService
+    workflow: ChatWorkflow
+
+    @classmethod
+    async def start(cls, settings: Settings) -> AppServices:
+        if settings.embedded:
+            log.warning(
+                "memlayer is running in EMBEDDED mode (SQLite in %s, in-process Redis "
+                "stand-in): fine for trying it out, not for production. Set "
+                "MEMLAYER_DATABASE_URL and MEMLAYER_REDIS_URL for real services.",
+                settings.data_dir,
+            )
+            await asyncio.to_thread(_migrate_embedded, settings)
+        database = Database.from_settings(settings)
+        redis = make_redis_client(settings) if settings.cache_enabled else None
+        cache = ContextCache(redis, settings) if redis is not None else NullContextCache()
+        memory = LongTermMemoryService(database, settings, cache)
+        return cls(
+            settings=settings,
+            database=database,
+            redis=redis,
+            cache=cache,
+            memory=memory,
+            sessions=SessionManager(database, timedelta(hours=settings.session_ttl_hours)),
+            users=UserStore(database),
+            history=ChatHistory(database),
+            tokens=TokenService(
+                settings.resolved_jwt_secret(),
+                algorithm=settings.jwt_algorithm,
+                ttl_seconds=settings.jwt_ttl_seconds,
+            ),
+            workflow=ChatWorkflow(memory),
+        )
+
+    async def aclose(self) -> None:
+        await self.cache.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.database.aclose()
+
+
+def _migrate_embedded(settings: Settings) -> None:
+    from alembic import command
+
+    from memlayer.migrations import alembic_config
+
+    command.upgrade(alembic_config(settings.resolved_database_url()), "head")

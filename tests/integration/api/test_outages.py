@@ -1,0 +1,50 @@
+"""Redis or Postgres going away mid-chat never fails the turn."""
+
+from __future__ import annotations
+
+import orjson
+from websockets.asyncio.client import connect
+
+from tests.integration.api.conftest import bearer, chat_turn, event, register, start_session
+
+
+async def test_chat_answers_from_postgres_while_redis_is_down(client, server, redis_proxy):
+    user = await register(client)
+    session = await start_session(client, user["access_token"])
+    await chat_turn(server, session, "서초구 아파트 시세")
+    redis_proxy.cut()
+    try:
+        [events] = await chat_turn(server, session, "서초구 대출 금리는?")
+        loaded = event(events, "memory_loaded")
+        assert loaded["source"] == "database" and loaded["memory_count"] >= 1
+        assert event(events, "final_response")["response"]
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["components"]["redis"]["status"] == "down"
+    finally:
+        redis_proxy.restore()
+    context = await client.get("/api/v1/memory/context", headers=bearer(user["access_token"]))
+    assert len(context.json()["memories"]) == 2, "the write made during the outage is served"
+
+
+async def test_chat_answers_without_memory_while_postgres_is_down(client, server, pg_proxy):
+    user = await register(client)
+    session = await start_session(client, user["access_token"])
+    async with connect(f"{server.ws_url}/api/v1/chat/ws/{session}") as ws:
+        assert orjson.loads(await ws.recv())["type"] == "connected"
+        pg_proxy.cut()
+        try:
+            await ws.send(orjson.dumps({"type": "query", "query": "용산구 아파트 시세"}).decode())
+            events = []
+            while not events or events[-1]["type"] not in ("final_response", "error"):
+                events.append(orjson.loads(await ws.recv()))
+            assert event(events, "memory_loaded")["memory_count"] == 0
+            assert event(events, "final_response")["response"]
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            components = ready.json()["components"]
+            assert components["postgres"]["status"] == "down"
+            assert components["redis"]["status"] == "up"
+        finally:
+            pg_proxy.restore()
+    assert (await client.get("/readyz")).status_code == 200
