@@ -32,8 +32,8 @@ class TokenService:
         ttl_seconds: int = 3600,
         cache_size: int = 50_000,
     ) -> None:
-        if len(secret) < 16:
-            raise ValueError("MEMLAYER_JWT_SECRET must be at least 16 characters long")
+        if len(secret) < 32:
+            raise ValueError("MEMLAYER_JWT_SECRET must be at least 32 characters long")
         self._secret = secret
         self._algorithm = algorithm
         self._ttl = ttl_seconds

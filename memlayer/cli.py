@@ -40,6 +40,55 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from memlayer.seed import print_summary, seed
+
+    result = asyncio.run(
+        seed(
+            get_settings(),
+            users=args.users,
+            memories=args.memories,
+            credentials=Path(args.out) if args.out else None,
+        )
+    )
+    print_summary(result)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from memlayer.bench import run_bench
+
+    return asyncio.run(
+        run_bench(
+            get_settings(),
+            users=args.users,
+            memories=args.memories,
+            concurrency=args.concurrency,
+            loads=args.loads,
+            runs=args.runs,
+            stampede=args.stampede,
+        )
+    )
+
+
+def _cache(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from memlayer import cachectl
+
+    settings = get_settings()
+    if args.cache_command == "stats":
+        return asyncio.run(cachectl.stats(settings, args.server))
+    if args.cache_command == "invalidate":
+        return asyncio.run(cachectl.invalidate(settings, args.user))
+    return asyncio.run(cachectl.warm(settings, args.top))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="memlayer", description="Long-term memory layer for LLM chat backends."
@@ -53,6 +102,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="upgrade the configured database to head")
     migrate.set_defaults(func=_migrate)
+
+    seed = sub.add_parser("seed", help="bulk-create users and memories for load tests")
+    seed.add_argument("--users", type=int, default=1000)
+    seed.add_argument("--memories", type=int, default=10, help="memories per user")
+    seed.add_argument(
+        "--out", default="loadtests/credentials.csv", help="CSV of email,password,user_id"
+    )
+    seed.set_defaults(func=_seed)
+
+    bench = sub.add_parser(
+        "bench", help="warm-cache vs database-only vs bare-Redis load latency and throughput"
+    )
+    bench.add_argument("--users", type=int, default=20_000)
+    bench.add_argument("--memories", type=int, default=10)
+    bench.add_argument("--concurrency", type=int, default=32)
+    bench.add_argument("--loads", type=int, default=20_000, help="warm loads per run")
+    bench.add_argument("--runs", type=int, default=3)
+    bench.add_argument("--stampede", type=int, default=500)
+    bench.set_defaults(func=_bench)
+
+    cache = sub.add_parser("cache", help="inspect and manage the Redis cache")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    stats = cache_sub.add_parser("stats", help="hit ratio, keys, memory, breaker, generation")
+    stats.add_argument(
+        "--server",
+        default=f"http://{get_settings().host}:{get_settings().port}",
+        help="a serving memlayer whose hit ratio and breaker state to show",
+    )
+    invalidate = cache_sub.add_parser("invalidate", help="drop one user's cached context")
+    invalidate.add_argument("--user", type=int, required=True)
+    warm = cache_sub.add_parser("warm", help="load the most active users into the cache")
+    warm.add_argument("--top", type=int, default=1000)
+    cache.set_defaults(func=_cache)
     return parser
 
 

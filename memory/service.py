@@ -98,6 +98,12 @@ class LongTermMemoryService:
         result = await self.load_context(user_id, limit)
         return list(result.context.memories)
 
+    async def warm_cache(self, user_ids: Sequence[int]) -> int:
+        """Load these users' contexts into the cache (ops and benchmarks); returns how many."""
+        for user_id in user_ids:
+            _check_user_id(user_id)
+        return await self._cache.warm(user_ids, lambda uid: lambda: self._load_from_database(uid))
+
     async def _load_from_database(self, user_id: int) -> MemoryContext:
         s = self._settings
         try:

@@ -62,7 +62,7 @@ async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def register(client: httpx.AsyncClient) -> dict[str, Any]:
-    email = f"api-{uuid.uuid4().hex[:10]}@example.test"
+    email = f"api-{uuid.uuid4().hex[:10]}@example.com"
     response = await client.post(
         "/api/v1/auth/register", json={"email": email, "password": "password-123"}
     )

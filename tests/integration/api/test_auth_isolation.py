@@ -68,7 +68,7 @@ async def test_bad_tokens_are_401(client, api_settings):
     )
     forged = jwt.encode(
         {"sub": str(user["user_id"]), "iat": now, "exp": now + 3600, "typ": "access"},
-        "someone-elses-secret-000000",
+        "someone-elses-secret-0000000000000000",
         algorithm="HS256",
     )
     for headers in ({}, bearer(expired), bearer(forged), bearer("garbage")):

@@ -1,0 +1,252 @@
+"""`memlayer bench`: the hot path measured against its own limits.
+
+On real Postgres and Redis with a seeded data set, one run prints latency and throughput
+at a fixed concurrency for (a) warm-cache ``load_context``, (b) the same service with the
+cache disabled, (c) the limit: a bare redis-py GET plus msgpack decode of the same bytes;
+then the ratios a/c and a/b, Postgres queries per 1,000 warm loads, and what a cold-key
+stampede costs. Several runs report each number's median.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+import msgpack
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from memlayer.cache import ContextCache, NullContextCache, make_redis_client
+from memlayer.cache.codec import HEADER_LEN
+from memlayer.cache.keys import context_key
+from memlayer.memory.db import Database
+from memlayer.memory.metrics import DB_QUERIES
+from memlayer.memory.models import User
+from memlayer.memory.service import LongTermMemoryService
+from memlayer.seed import print_summary, seed
+from memlayer.settings import Settings
+
+BENCH_DATABASE = "memlayer_bench"
+BENCH_EMAIL_PREFIX = "bench"
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    calls: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def per_second(self) -> float:
+        return self.calls / self.seconds
+
+
+def _db_queries() -> float:
+    return sum(
+        s.value for m in DB_QUERIES.collect() for s in m.samples if s.name.endswith("_total")
+    )
+
+
+async def _drive(
+    name: str, calls: int, concurrency: int, user_ids: list[int], op: Callable[[int], Awaitable]
+) -> Measure:
+    """Run ``calls`` operations from ``concurrency`` workers; time each and the whole."""
+    rng = random.Random(7)
+    plan = [rng.choice(user_ids) for _ in range(calls)]
+    latencies: list[float] = []
+    cursor = iter(plan)
+
+    async def worker() -> None:
+        clock = time.perf_counter
+        record = latencies.append
+        for uid in cursor:
+            start = clock()
+            await op(uid)
+            record(clock() - start)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return Measure(
+        name,
+        calls,
+        elapsed,
+        latencies[len(latencies) // 2] * 1000,
+        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+    )
+
+
+async def _ensure_database(settings: Settings) -> Settings:
+    """Default to a local ``memlayer_bench`` database, created on first use."""
+    if settings.database_url:
+        return settings
+    url = make_url("postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        exists = await admin.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = $1", BENCH_DATABASE
+        )
+        if not exists:
+            await admin.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+    finally:
+        await admin.close()
+    bench_url = url.set(database=BENCH_DATABASE).render_as_string(hide_password=False)
+    from alembic import command
+
+    from memlayer.migrations import alembic_config
+
+    await asyncio.to_thread(command.upgrade, alembic_config(bench_url), "head")
+    return settings.model_copy(
+        update={
+            "database_url": bench_url,
+            "redis_url": settings.redis_url or "redis://127.0.0.1:6379/0",
+            "cache_key_prefix": "memlayer-bench",
+        }
+    )
+
+
+async def _bench_user_ids(database: Database, users: int, memories: int, settings: Settings):
+    async with database.sessionmaker() as db:
+        ids = list(
+            (
+                await db.scalars(
+                    select(User.id)
+                    .where(User.email.like(f"{BENCH_EMAIL_PREFIX}-%"))
+                    .order_by(User.id)
+                    .limit(users)
+                )
+            ).all()
+        )
+    if len(ids) < users:
+        print(f"  seeding {users - len(ids):,} bench users × {memories} memories (once)")
+        result = await seed(
+            settings,
+            users=users - len(ids),
+            memories=memories,
+            credentials=None,
+            email_prefix=f"{BENCH_EMAIL_PREFIX}-{len(ids)}",
+        )
+        print_summary(result)
+        return await _bench_user_ids(database, users, memories, settings)
+    return ids
+
+
+async def run_bench(
+    settings: Settings,
+    *,
+    users: int,
+    memories: int,
+    concurrency: int,
+    loads: int,
+    runs: int,
+    stampede: int,
+) -> int:
+    settings = await _ensure_database(settings)
+    print(f"memlayer bench: {settings.database_url} + {settings.redis_url}")
+    database = Database.from_settings(settings)
+    redis = make_redis_client(settings)
+    try:
+        ids = await _bench_user_ids(database, users, memories, settings)
+        results = [
+            await _one_run(database, redis, settings, ids, concurrency, loads, stampede, n)
+            for n in range(1, runs + 1)
+        ]
+    finally:
+        await redis.aclose()
+        await database.aclose()
+    _print_table(results, concurrency, loads)
+    return 0
+
+
+async def _one_run(database, redis, settings, ids, concurrency, loads, stampede, n):
+    cache = ContextCache(redis, settings)
+    service = LongTermMemoryService(database, settings, cache)
+    uncached = LongTermMemoryService(database, settings, NullContextCache())
+    # The warm set: as many users as the run will touch, loaded once into Redis.
+    warm_ids = ids[: min(len(ids), max(1000, loads // 4))]
+    stampede_user = ids[-1 - n]
+    sys.stderr.write(f"run {n}: warming {len(warm_ids):,} users…")
+    await service.warm_cache(warm_ids)
+    generation = cache.generation or 0
+    sys.stderr.write(" (a)…")
+    before = _db_queries()
+    warm = await _drive("(a) warm load_context", loads, concurrency, warm_ids, service.load_context)
+    warm_queries = _db_queries() - before
+    sys.stderr.write(" (b)…")
+    db_only = await _drive(
+        "(b) cache disabled",
+        max(loads // 5, 500),
+        concurrency,
+        warm_ids,
+        uncached.load_context,
+    )
+    sys.stderr.write(" (c)…")
+    prefix = settings.cache_key_prefix
+    keys = {uid: context_key(prefix, uid, generation) for uid in warm_ids}
+    unpackb = msgpack.unpackb
+
+    async def bare(uid: int) -> None:
+        raw = await redis.get(keys[uid])
+        unpackb(raw[HEADER_LEN:], raw=False, strict_map_key=True, timestamp=3)
+
+    limit = await _drive("(c) bare GET + msgpack", loads, concurrency, warm_ids, bare)
+    sys.stderr.write(" stampede…")
+    await cache.invalidate(stampede_user)
+    await redis.delete(context_key(prefix, stampede_user, generation))
+    before = _db_queries()
+    await asyncio.gather(*(service.load_context(stampede_user) for _ in range(stampede)))
+    stampede_queries = _db_queries() - before
+    await cache.aclose()
+    sys.stderr.write(" done\n")
+    return {
+        "a": warm,
+        "b": db_only,
+        "c": limit,
+        "queries_per_1000": warm_queries * 1000 / loads,
+        "stampede_queries": stampede_queries,
+        "stampede": stampede,
+    }
+
+
+def _print_table(results: list[dict], concurrency: int, loads: int) -> None:
+    med = statistics.median
+
+    def row(key: str) -> str:
+        ms = [r[key] for r in results]
+        return (
+            f"  {ms[0].name:<24} {med(m.per_second for m in ms):>12,.0f} "
+            f"{med(m.p50_ms for m in ms):>9.3f} {med(m.p99_ms for m in ms):>9.3f}"
+        )
+
+    a = med(r["a"].per_second for r in results)
+    b = med(r["b"].per_second for r in results)
+    c = med(r["c"].per_second for r in results)
+    print()
+    print(
+        f"  memlayer bench — median of {len(results)} run(s), concurrency {concurrency}, "
+        f"{loads:,} loads per run"
+    )
+    print("  ───────────────────────────────────────────────────────────────")
+    print(f"  {'':<24} {'loads/s':>12} {'p50 ms':>9} {'p99 ms':>9}")
+    for key in ("a", "b", "c"):
+        print(row(key))
+    print("  ───────────────────────────────────────────────────────────────")
+    print(f"  a/c (target ≥ 0.80)          {a / c:>8.2f}")
+    print(f"  a/b (cache speed-up)         {a / b:>8.2f}")
+    print(
+        f"  Postgres queries / 1,000 warm loads (target ≤ 1)  "
+        f"{med(r['queries_per_1000'] for r in results):.2f}"
+    )
+    print(
+        f"  Postgres queries for a {results[0]['stampede']}-load cold-key stampede (target 1)  "
+        f"{med(r['stampede_queries'] for r in results):.0f}"
+    )

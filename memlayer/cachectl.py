@@ -1,0 +1,118 @@
+"""`memlayer cache stats|invalidate|warm`: the on-call person's cache commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import func, select
+
+from memlayer.cache import ContextCache, make_redis_client
+from memlayer.memory.db import Database
+from memlayer.memory.models import ConversationMemory
+from memlayer.memory.service import LongTermMemoryService
+from memlayer.settings import Settings
+
+
+@asynccontextmanager
+async def _opened(
+    settings: Settings,
+) -> AsyncIterator[tuple[Database, ContextCache, LongTermMemoryService]]:
+    database = Database.from_settings(settings)
+    redis = make_redis_client(settings)
+    cache = ContextCache(redis, settings)
+    try:
+        yield database, cache, LongTermMemoryService(database, settings, cache)
+    finally:
+        await cache.aclose()
+        await redis.aclose()
+        await database.aclose()
+
+
+def _fmt_bytes(value: int | None) -> str:
+    if value is None:
+        return "n/a"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _served_summary(url: str) -> dict | None:
+    """The serving process's own numbers (hit ratio, breaker), if one answers at ``url``."""
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/ops/summary", timeout=2) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+async def stats(settings: Settings, server_url: str) -> int:
+    async with _opened(settings) as (_db, cache, _service):
+        reachable = await cache.ping()
+        s = await cache.stats()
+    served = _served_summary(server_url)
+    rows = [
+        ("redis", f"{'up' if reachable else 'DOWN'}  ({settings.redis_url or 'embedded'})"),
+        ("key prefix", settings.cache_key_prefix),
+        ("generation", "n/a" if s.generation is None else str(s.generation)),
+        ("keys", "n/a" if s.keys is None else f"{s.keys:,}"),
+        ("memory used", _fmt_bytes(s.bytes_used)),
+    ]
+    if served is None:
+        rows.append(("hit ratio", f"n/a (no memlayer server answers at {server_url})"))
+        rows.append(("breaker (this CLI)", s.breaker_state))
+    else:
+        ratio = served.get("hit_ratio")
+        rows.append(("hit ratio", f"{'n/a' if ratio is None else f'{ratio:.2%}'}  ({server_url})"))
+        rows.append(("breaker (server)", "OPEN" if served.get("breaker_open") else "closed"))
+    print("  memlayer cache stats")
+    print("  " + "─" * 40)
+    for name, value in rows:
+        print(f"  {name:<20}{value}")
+    return 0 if reachable else 1
+
+
+async def invalidate(settings: Settings, user_id: int) -> int:
+    async with _opened(settings) as (_db, cache, _service):
+        if not await cache.ping():
+            print(f"error: Redis at {settings.redis_url} does not answer; nothing invalidated")
+            return 1
+        await cache.invalidate(user_id)
+    print(f"invalidated the cached context of user {user_id}; the next load refills it")
+    return 0
+
+
+async def warm(settings: Settings, top: int) -> int:
+    """Load the ``top`` users with the most recent memory activity into the cache."""
+    async with _opened(settings) as (database, cache, service):
+        async with database.sessionmaker() as db:
+            user_ids = list(
+                (
+                    await db.scalars(
+                        select(ConversationMemory.user_id)
+                        .group_by(ConversationMemory.user_id)
+                        .order_by(func.max(ConversationMemory.created_at).desc())
+                        .limit(top)
+                    )
+                ).all()
+            )
+        started = time.perf_counter()
+        warmed = 0
+        for offset in range(0, len(user_ids), 500):
+            chunk = user_ids[offset : offset + 500]
+            warmed += await cache.warm(chunk, lambda uid: lambda: service._load_from_database(uid))
+            sys.stderr.write(f"\r  warming {offset + len(chunk):>8,}/{len(user_ids):,}")
+        sys.stderr.write("\n")
+        elapsed = time.perf_counter() - started
+    print("  memlayer cache warm")
+    print("  ─────────────────────────────")
+    print(f"  candidates       {len(user_ids):>10,}")
+    print(f"  warmed           {warmed:>10,}")
+    print(f"  time             {elapsed:>9.1f}s")
+    return 0 if warmed == len(user_ids) else 1
