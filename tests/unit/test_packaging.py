@@ -1,0 +1,42 @@
+"""The generic top-level folders install under one namespace, in a wheel too."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_wheel_ships_every_package_under_the_memlayer_namespace(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("memlayer-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in (
+        "memlayer/cli.py",
+        "memlayer/memory/service.py",
+        "memlayer/cache/context_cache.py",
+        "memlayer/api/app.py",
+        "memlayer/supervisor/graph.py",
+        "memlayer/migrations/env.py",
+        "memlayer/migrations/script.py.mako",
+    ):
+        assert required in names, required
+    assert any(n.startswith("memlayer/migrations/versions/") and "0003" in n for n in names)
+    assert not any(n.startswith(("memory/", "cache/", "api/", "tests/")) for n in names), (
+        "nothing may install as a bare top-level package"
+    )
+
+
+def test_console_script_lists_its_commands():
+    out = subprocess.run(
+        [sys.executable, "-m", "memlayer.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for command in ("serve", "migrate", "seed", "bench", "cache"):
+        assert command in out
