@@ -55,14 +55,24 @@ async def conversations(
 
 
 class SocketEmitter:
-    """Sends progress events to the client as they happen."""
+    """Sends progress events to the client as they happen.
+
+    Never raises: a client that went away mid-turn must not stop the turn, whose memory
+    is still saved; the handler notices ``closed`` and ends the loop afterwards.
+    """
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
+        self.closed = False
 
     async def emit(self, event: dict[str, Any]) -> None:
+        if self.closed:
+            return
         event.setdefault("timestamp", _now())
-        await self._ws.send_text(orjson.dumps(event).decode())
+        try:
+            await self._ws.send_text(orjson.dumps(event).decode())
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.closed = True
 
 
 def _now() -> str:
@@ -114,6 +124,8 @@ async def chat_socket(websocket: WebSocket, session_id: str) -> None:
             conversation_id = await _turn(
                 services, emitter, session_id, user_id, query, conversation_id
             )
+            if emitter.closed:
+                break
     except WebSocketDisconnect:
         pass
     finally:
