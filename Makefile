@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 
-.PHONY: install run test lint format bench services
+.PHONY: install run test lint format bench services test-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+test-deps:
+	./scripts/test-deps.sh
 
 services:
 	./scripts/services.sh
@@ -23,7 +26,7 @@ run: install
 	$(BIN)/memlayer serve --host $${MEMLAYER_HOST:-127.0.0.1} --port $${MEMLAYER_PORT:-8000}
 
 ## test: install, start Postgres and Redis if they are down, run the whole suite
-test: install services
+test: install services test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

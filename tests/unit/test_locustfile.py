@@ -1,0 +1,410 @@
+"""The load test's own logic: personas, popularity skew, the /metrics reader, the WS turn.
+
+The pure modules beside the locustfile are imported here directly. Anything that imports
+Locust runs in a subprocess: importing Locust monkey-patches the whole interpreter with
+gevent, which the asyncio tests sharing this pytest process must not inherit.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LOADTESTS = ROOT / "loadtests"
+
+
+def load(name: str) -> ModuleType:
+    """Import ``loadtests/<name>.py`` under a private name, as Locust would find it."""
+    spec = importlib.util.spec_from_file_location(
+        f"_memlayer_load_{name}", LOADTESTS / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+popularity = load("popularity")
+promscrape = load("promscrape")
+tally = load("tally")
+smoke = load("smoke")
+
+
+def run_with_locust(script: str) -> Any:
+    """Run ``script`` in a fresh interpreter with the locustfile loaded; it prints JSON."""
+    prelude = textwrap.dedent(
+        f"""
+        import json, sys
+        from locust.util.load_locustfile import load_locustfile
+        user_classes, _ = load_locustfile({str(LOADTESTS / "locustfile.py")!r})
+        lf = sys.modules["locustfile"]
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(script)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+# --- popularity ----------------------------------------------------------------------------
+
+
+def test_zipf_weights_are_a_distribution_that_decreases_with_rank():
+    weights = popularity.zipf_weights(500, 1.1)
+    assert sum(weights) == pytest.approx(1.0)
+    assert all(a > b for a, b in itertools.pairwise(weights))
+
+
+def test_zipf_exponent_zero_is_uniform():
+    assert popularity.zipf_weights(4, 0.0) == pytest.approx([0.25] * 4)
+
+
+@pytest.mark.parametrize(("n", "exponent"), [(0, 1.0), (10, -0.5)])
+def test_zipf_rejects_nonsense(n, exponent):
+    with pytest.raises(ValueError):
+        popularity.zipf_weights(n, exponent)
+
+
+def test_zipf_picker_sends_most_traffic_to_a_few_hot_users():
+    picker = popularity.ZipfPicker(1000, 1.1, random.Random(7))
+    draws = [picker.pick() for _ in range(20_000)]
+    top_ten_share = sum(1 for rank in draws if rank < 10) / len(draws)
+    assert top_ten_share == pytest.approx(sum(popularity.zipf_weights(1000, 1.1)[:10]), abs=0.02)
+    assert top_ten_share > 0.4  # vs 1% if uniform
+    assert len(set(draws)) > 200  # and the long tail still shows up
+    assert min(draws) >= 0 and max(draws) < 1000
+
+
+def test_larger_exponent_means_more_skew():
+    shares = []
+    for exponent in (0.0, 0.8, 1.1, 1.5):
+        picker = popularity.ZipfPicker(1000, exponent, random.Random(1))
+        shares.append(sum(picker.pick() < 10 for _ in range(5000)) / 5000)
+    assert shares == sorted(shares)
+    assert shares[0] < 0.03 < 0.7 < shares[-1]
+
+
+def test_zipf_picker_choice_needs_the_list_it_ranks():
+    picker = popularity.ZipfPicker(3, 1.0, random.Random(0))
+    assert picker.choice(["a", "b", "c"]) in {"a", "b", "c"}
+    with pytest.raises(ValueError):
+        picker.choice(["a", "b"])
+
+
+def test_single_user_is_always_picked():
+    picker = popularity.ZipfPicker(1, 2.0)
+    assert {picker.pick() for _ in range(100)} == {0}
+
+
+# --- /metrics reader -----------------------------------------------------------------------
+
+SAMPLE = """\
+# HELP memlayer_cache_requests_total Cache lookups by result.
+# TYPE memlayer_cache_requests_total counter
+memlayer_cache_requests_total{result="hit"} 900.0
+memlayer_cache_requests_total{result="miss"} 80.0
+memlayer_cache_requests_total{result="error"} 20.0
+memlayer_cache_requests_total{result="bypass"} 5000.0
+memlayer_cache_requests_created{result="hit"} 1.7e+09
+# TYPE memlayer_db_queries_total counter
+memlayer_db_queries_total{op="load_context"} 120.0
+memlayer_db_queries_total{op="save_memory",note="a \\"quoted\\", value"} 30.0 1712345678000
+memlayer_db_queries_total{op="broken"} NaN
+memlayer_memory_load_seconds_bucket{source="cache",le="0.005"} 850.0
+http_requests_total{handler="/healthz",method="GET",status="2xx"} 12.0
+process_cpu_seconds_total 3.5
+not a sample line at all
+"""
+
+
+def test_parse_samples_reads_names_labels_and_values():
+    samples = list(promscrape.parse_samples(SAMPLE))
+    quoted = next(s for s in samples if s.labels.get("op") == "save_memory")
+    assert quoted.labels["note"] == 'a "quoted", value'
+    assert quoted.value == 30.0
+    assert any(s.name == "process_cpu_seconds_total" and s.labels == {} for s in samples)
+    assert not any(s.name.startswith("#") or s.name == "not" for s in samples)
+
+
+def test_service_counters_give_hit_ratio_without_bypass():
+    counters = promscrape.ServiceCounters.from_text(SAMPLE)
+    assert counters.cache_hits == 900
+    assert counters.cache_bypass == 5000
+    assert counters.db_queries == 150  # NaN sample ignored, ops summed
+    assert counters.hit_ratio == pytest.approx(0.9)  # 900 / (900 + 80 + 20)
+
+
+def test_window_turns_two_scrapes_into_hit_ratio_and_db_qps():
+    before = promscrape.ServiceCounters.from_text(SAMPLE)
+    after = promscrape.ServiceCounters(
+        cache_hits=1890, cache_misses=90, cache_errors=20, cache_bypass=6000, db_queries=250
+    )
+    w = promscrape.window(before, after, seconds=5.0)
+    assert w.cache_lookups == 1000
+    assert w.hit_ratio == pytest.approx(0.99)
+    assert w.db_qps == pytest.approx(20.0)
+
+
+def test_window_treats_a_restarted_process_like_prometheus_rate():
+    before = promscrape.ServiceCounters(cache_hits=1000, cache_misses=100, db_queries=500)
+    after = promscrape.ServiceCounters(cache_hits=30, cache_misses=10, db_queries=12)
+    w = promscrape.window(before, after, seconds=4.0)
+    assert w.hit_ratio == pytest.approx(0.75)
+    assert w.db_qps == pytest.approx(3.0)
+
+
+def test_no_lookups_means_no_ratio_rather_than_zero():
+    empty = promscrape.ServiceCounters.from_text("# nothing yet\n")
+    assert empty.hit_ratio is None
+    assert promscrape.window(empty, empty, 1.0).hit_ratio is None
+    assert promscrape.format_ratio(None) == "n/a"
+    assert promscrape.format_ratio(0.9123) == "91.2%"
+
+
+# --- memory sources across workers ---------------------------------------------------------
+
+
+def test_worker_counts_drain_into_the_master_tally():
+    worker_a, worker_b, master = (tally.MemorySourceTally() for _ in range(3))
+    worker_a.record("returning", "cache")
+    worker_a.record("returning", "database")
+    worker_b.record("returning", "cache")
+    worker_b.record("anonymous", "none")
+    # What report_to_master carries (through msgpack: plain dicts of str -> int).
+    master.merge(worker_a.drain())
+    master.merge(worker_b.drain())
+    master.merge(worker_a.drain())  # an empty report changes nothing
+    assert master.snapshot() == {
+        "anonymous": {"none": 1},
+        "returning": {"cache": 2, "database": 1},
+    }
+    assert master.share("returning", "cache") == pytest.approx(2 / 3)
+    assert master.share("new", "cache") is None
+    assert worker_a.snapshot() == {}
+
+
+# --- the smoke-run helper ------------------------------------------------------------------
+
+
+def test_smoke_command_runs_headless_with_machine_readable_outputs(tmp_path):
+    command = smoke.locust_command(
+        "http://127.0.0.1:8000",
+        users=50,
+        spawn_rate=25,
+        run_time="20s",
+        csv_prefix=tmp_path / "run",
+        report=tmp_path / "report.json",
+        processes=2,
+        user_classes=["ReturningUser"],
+    )
+    for flag in ("--headless", "--csv", "--json-file", "--exit-code-on-error", "--processes"):
+        assert flag in command
+    assert command[command.index("-f") + 1].endswith("loadtests/locustfile.py")
+    assert command[-1] == "ReturningUser"
+
+
+def test_smoke_parses_locust_stats_csv(tmp_path):
+    stats = tmp_path / "run_stats.csv"
+    stats.write_text(
+        "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
+        "Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,"
+        "50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%\n"
+        "WS,turn,400,2,11,10.5,9,33,120,33.9,0.1,11,11,11,11,11,13,14,15,33,33,33\n"
+        "WS,memory_loaded,0,0,0,0,0,0,0,0,0,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A\n"
+        ",Aggregated,400,2,11,10.5,9,33,120,33.9,0.1,11,11,11,11,11,13,14,15,33,33,33\n"
+    )
+    entries = smoke.parse_stats_csv(stats)
+    result = smoke.LocustResult(0, entries, [], {"memory_sources": {"returning": {"cache": 9}}}, "")
+    turn = result.entry("WS", "turn")
+    assert (turn.requests, turn.failures, turn.p95_ms, turn.p99_ms) == (400, 2, 13.0, 15.0)
+    assert result.entry("WS", "memory_loaded").percentiles_ms == {}
+    assert result.total.requests == 400
+    assert result.memory_source_share("returning", "cache") == 1.0
+    assert result.memory_source_share("anonymous", "none") == 0.0
+    with pytest.raises(KeyError):
+        result.entry("GET", "/nope")
+
+
+@pytest.mark.parametrize(
+    ("span", "seconds"), [("20s", 20), ("1m30s", 90), ("2h", 7200), ("45", 45)]
+)
+def test_smoke_reads_locust_time_spans(span, seconds):
+    assert smoke._seconds(span) == seconds
+
+
+# --- the locustfile as Locust loads it (subprocess) ----------------------------------------
+
+
+def test_personas_are_weighted_tagged_http_users():
+    found = run_with_locust(
+        """
+        from locust import HttpUser
+        out = {}
+        for name, cls in user_classes.items():
+            out[name] = {
+                "http": issubclass(cls, HttpUser),
+                "weight": cls.weight,
+                "persona": cls.persona,
+                "tags": sorted({t for f in cls.tasks for t in getattr(f, "locust_tag_set", ())}),
+                "untagged": [f.__name__ for f in cls.tasks if not getattr(f, "locust_tag_set", 0)],
+            }
+        print(json.dumps(out))
+        """
+    )
+    assert set(found) == {"ReturningUser", "NewUser", "AnonymousUser"}  # the base is abstract
+    assert all(info["http"] and not info["untagged"] for info in found.values())
+    assert found["ReturningUser"]["weight"] > found["NewUser"]["weight"]
+    assert found["ReturningUser"]["weight"] > found["AnonymousUser"]["weight"]
+    assert {"returning", "chat", "history"} <= set(found["ReturningUser"]["tags"])
+    assert {"new", "chat"} <= set(found["NewUser"]["tags"])
+    assert {"anonymous", "chat"} <= set(found["AnonymousUser"]["tags"])
+    assert {info["persona"] for info in found.values()} == {"returning", "new", "anonymous"}
+
+
+def test_custom_options_are_registered_with_defaults():
+    options = run_with_locust(
+        """
+        from locust.argument_parser import get_parser
+        ns = get_parser().parse_args(["-f", "x.py", "--memlayer-zipf", "0.7"])
+        print(json.dumps({k: v for k, v in vars(ns).items() if k.startswith("memlayer_")}))
+        """
+    )
+    assert options == {
+        "memlayer_credentials": "loadtests/credentials.csv",
+        "memlayer_zipf": 0.7,
+        "memlayer_turns": 3,
+        "memlayer_turn_timeout": 30.0,
+        "memlayer_scrape_interval": 5.0,
+        "memlayer_report": "",
+    }
+
+
+def test_websocket_turns_are_reported_with_memory_source_and_failures():
+    """A scripted socket stands in for the server: no network."""
+    results = run_with_locust(
+        """
+        import websocket
+        from locust.env import Environment
+
+        class ScriptedSocket:
+            def __init__(self, frames):
+                self.frames, self.sent = list(frames), []
+            def send(self, text):
+                self.sent.append(json.loads(text))
+            def settimeout(self, seconds):
+                pass
+            def recv_data(self):
+                if not self.frames:
+                    raise websocket.WebSocketTimeoutException("timed out")
+                frame = self.frames.pop(0)
+                if isinstance(frame, int):  # a close frame with this code
+                    return websocket.ABNF.OPCODE_CLOSE, frame.to_bytes(2, "big") + b"bye"
+                return websocket.ABNF.OPCODE_TEXT, json.dumps(frame).encode()
+
+        env = Environment(user_classes=list(user_classes.values()), events=lf.events)
+        fired = []
+        env.events.request.add_listener(lambda **kw: fired.append(
+            [kw["request_type"], kw["name"], repr(kw["exception"]) if kw["exception"] else None]))
+
+        def turn(cls, frames):
+            fired.clear()
+            socket = ScriptedSocket(frames)
+            ok = cls(env).turn(socket, "hello", timeout=1.0)
+            return {"ok": ok, "fired": list(fired), "sent": socket.sent}
+
+        loaded = {"type": "memory_loaded", "user_id": 1, "memory_count": 3, "source": "cache"}
+        final = {"type": "final_response", "response": "hi", "intent": "chat"}
+        out = {
+            "success": turn(user_classes["ReturningUser"],
+                            [{"type": "planning_start"}, loaded, {"type": "team_start"}, final]),
+            "error": turn(user_classes["ReturningUser"],
+                          [loaded, {"type": "error", "message": "llm down"}]),
+            "closed": turn(user_classes["ReturningUser"], [4004]),
+            "timeout": turn(user_classes["NewUser"], [loaded]),
+            "anonymous_with_memory": turn(user_classes["AnonymousUser"], [loaded, final]),
+            "no_memory_event": turn(user_classes["NewUser"], [final]),
+            "sources": lf.SOURCES.snapshot(),
+            "ws_url": user_classes["NewUser"](env).ws_url("abc"),
+        }
+        print(json.dumps(out))
+        """
+    )
+    success = results["success"]
+    assert success["ok"] is True
+    assert success["sent"] == [{"type": "query", "query": "hello"}]
+    assert success["fired"] == [["WS", "memory_loaded", None], ["WS", "turn", None]]
+
+    assert results["error"]["ok"] is False
+    assert results["error"]["fired"][-1][:2] == ["WS", "turn"]
+    assert "llm down" in results["error"]["fired"][-1][2]
+    assert "4004" in results["closed"]["fired"][-1][2]
+    assert "no final_response within" in results["timeout"]["fired"][-1][2]
+    anonymous = results["anonymous_with_memory"]["fired"]
+    assert (
+        anonymous[0][1] == "memory_loaded" and "anonymous session touched memory" in anonymous[0][2]
+    )
+    assert "without a memory_loaded" in results["no_memory_event"]["fired"][0][2]
+
+    assert results["sources"] == {
+        "anonymous": {"cache": 1},
+        "new": {"cache": 1},
+        "returning": {"cache": 2},
+    }
+    assert results["ws_url"] == "ws://127.0.0.1:8000/api/v1/chat/ws/abc"
+
+
+def test_returning_user_without_credentials_fails_loudly(tmp_path):
+    results = run_with_locust(
+        f"""
+        import argparse
+        from locust.env import Environment
+        from locust.exception import StopUser
+
+        env = Environment(user_classes=list(user_classes.values()), events=lf.events)
+        env.parsed_options = argparse.Namespace(memlayer_credentials={str(tmp_path / "none.csv")!r})
+        fired = []
+        env.events.request.add_listener(
+            lambda **kw: fired.append([kw["name"], str(kw["exception"])]))
+        try:
+            user_classes["ReturningUser"](env).on_start()
+            stopped = False
+        except StopUser:
+            stopped = True
+        print(json.dumps({{"stopped": stopped, "fired": fired}}))
+        """
+    )
+    assert results["stopped"] is True
+    assert results["fired"][0][0] == "credentials"
+    assert "memlayer seed" in results["fired"][0][1]
+
+
+def test_credentials_csv_is_read_in_seed_format(tmp_path):
+    path = tmp_path / "credentials.csv"
+    path.write_text(
+        "email,password,user_id\na@example.com,pw-a,1\n,missing,2\nb@example.com,pw-b,3\n"
+    )
+    results = run_with_locust(
+        f"""
+        rows = lf.load_credentials({str(path)!r})
+        print(json.dumps([[r.email, r.password, r.user_id] for r in rows]))
+        """
+    )
+    assert results == [["a@example.com", "pw-a", "1"], ["b@example.com", "pw-b", "3"]]
