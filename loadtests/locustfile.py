@@ -55,15 +55,17 @@ log = logging.getLogger("memlayer.load")
 API = "/api/v1"
 REPORT_KEY = "memlayer_memory_sources"
 
+# Real-estate questions like the assistant's users ask (irrelevant ones skip memory by
+# design, so they would not exercise the cache).
 QUERIES = (
-    "What did we decide about the trip to Lisbon?",
-    "Remind me which database I said I prefer.",
-    "Summarise what we talked about last time.",
-    "I like my answers short. What's a good name for a cat?",
-    "Plan a three-day itinerary for Kyoto in spring.",
-    "What are the tradeoffs of write-through caching?",
-    "Can you recommend a book like the one I mentioned before?",
-    "Draft an email to Alice about the project deadline.",
+    "강남구 아파트 시세 알려줘",
+    "서초구 전세 대출 한도가 궁금해요",
+    "송파구 오피스텔 월세 계약할 때 주의할 점은?",
+    "마포구 아파트 매매 취득세 얼마나 나와요?",
+    "용산구 빌라 깡통전세 위험 있나요?",
+    "지난번에 물어본 지역 시세 다시 알려줘",
+    "10억 이하 아파트 추천해줘",
+    "What is the apartment price trend in Gangnam?",
 )
 
 
