@@ -16,6 +16,7 @@ install: $(STAMP)
 
 test-deps:
 	./scripts/test-deps.sh
+	./scripts/e2e-deps.sh
 
 services:
 	./scripts/services.sh

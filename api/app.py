@@ -11,7 +11,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from memlayer import __version__
 from memlayer.api.errors import install_error_handlers
-from memlayer.api.routes import auth, chat, health, memory, ops
+from memlayer.api.routes import auth, chat, health, memory, ops, pages
 from memlayer.api.services import AppServices
 from memlayer.settings import Settings, get_settings
 
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for router in (auth.router, chat.router, memory.router, ops.router):
         app.include_router(router, prefix="/api/v1")
+    pages.install(app, STATIC_DIR)
     Instrumentator(
         excluded_handlers=["/metrics", "/healthz"], should_group_status_codes=False
     ).instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)

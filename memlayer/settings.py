@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     cache_max_value_bytes: int = Field(
         default=64 * 1024, gt=0, description="Encoded contexts above this are not cached."
     )
+    cache_decoded_memo_size: int = Field(
+        default=1024,
+        ge=0,
+        description="Decoded contexts kept per process, reused while Redis returns "
+        "byte-identical values (0 disables).",
+    )
     cache_generation_refresh_seconds: float = Field(
         default=5.0,
         gt=0,

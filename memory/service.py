@@ -12,11 +12,12 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from memlayer.cache import CachePort, NullContextCache
 from memlayer.memory.db import Database
 from memlayer.memory.errors import InvalidMemory, MemoryNotFound, StoreUnavailable
 from memlayer.memory.metrics import MEMORY_WRITES
@@ -41,43 +42,16 @@ MAX_ENTITY_NAME = 200
 MAX_INTENT = 50
 
 
-class ContextCachePort(Protocol):
-    """What the service needs of the cache tier (``memlayer.cache.ContextCache``)."""
-
-    async def load(
-        self, user_id: int, loader: Callable[[], Awaitable[MemoryContext]]
-    ) -> LoadResult: ...
-
-    async def write_through(self, context: MemoryContext) -> None: ...
-
-    async def invalidate(self, user_id: int) -> None: ...
-
-
-class DatabaseOnly:
-    """The cache port with no cache: every load goes to Postgres."""
-
-    async def load(
-        self, user_id: int, loader: Callable[[], Awaitable[MemoryContext]]
-    ) -> LoadResult:
-        return LoadResult(await loader(), LoadSource.DATABASE)
-
-    async def write_through(self, context: MemoryContext) -> None:
-        return None
-
-    async def invalidate(self, user_id: int) -> None:
-        return None
-
-
 class LongTermMemoryService:
     def __init__(
-        self, database: Database, settings: Settings, cache: ContextCachePort | None = None
+        self, database: Database, settings: Settings, cache: CachePort | None = None
     ) -> None:
         self._db = database
         self._settings = settings
-        self._cache: ContextCachePort = cache if cache is not None else DatabaseOnly()
+        self._cache: CachePort = cache if cache is not None else NullContextCache()
 
     @property
-    def cache(self) -> ContextCachePort:
+    def cache(self) -> CachePort:
         return self._cache
 
     # --- reads ------------------------------------------------------------------------

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # System packages some tests need beyond Python: promtool (Debian `prometheus`, checks the
-# alert rules) and Chromium (the browser tests). Installed only when missing.
+# alert rules) (the browser tests install their own in e2e-deps.sh). Installed only when missing.
 set -euo pipefail
 
 missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

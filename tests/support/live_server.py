@@ -14,7 +14,12 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         self.app = create_app(settings)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="websockets-sansio"
+            self.app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="on",
+            ws="websockets-sansio",
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

@@ -9,19 +9,13 @@ from sqlalchemy import func, select
 from loadtests.smoke import run_locust
 from memlayer.memory.models import ConversationMemory, Session
 from memlayer.seed import seed
-from tests.integration.api.conftest import (  # noqa: F401  (fixtures)
-    api_settings,
-    pg_proxy,
-    redis_proxy,
-    server,
-)
 
 
 async def test_mixed_smoke_run_has_no_failures_and_returning_users_hit_the_cache(
     server,
     api_settings,
     database,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     credentials = tmp_path / "credentials.csv"
     seeded = await seed(api_settings, users=40, memories=3, credentials=credentials)

@@ -1,0 +1,74 @@
+"""Building the one Redis client the app's lifespan owns.
+
+URL forms (``MEMLAYER_REDIS_URL``):
+
+* unset — embedded mode: an in-process ``fakeredis`` server with Lua. Good for a laptop
+  and for tests; the cache lives and dies with the process.
+* ``redis://[user:pass@]host:port/db`` or ``rediss://...`` — one Redis server.
+* ``redis+cluster://host:port`` or ``rediss+cluster://host:port`` — Redis Cluster; the
+  address is any one node, the rest are discovered.
+
+Timeouts are short (``redis_timeout_ms``, ``redis_connect_timeout_ms``) and redis-py's
+retries are disabled: its default Retry would repeat a timed-out read several times
+with back-off, holding a planning step for far longer than the cache could ever save.
+A failed Redis call falls back to Postgres instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import fakeredis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from memlayer.settings import Settings
+
+log = logging.getLogger("memlayer.cache")
+
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+_embedded_logged = False
+
+
+def _no_retry() -> Retry:
+    return Retry(NoBackoff(), 0)
+
+
+def make_redis_client(settings: Settings) -> Redis | RedisCluster | fakeredis.FakeAsyncRedis:
+    """One client for the process; the caller owns it and closes it with ``aclose()``."""
+    url = settings.redis_url
+    if url is None:
+        global _embedded_logged
+        if not _embedded_logged:
+            log.info("cache: embedded mode (MEMLAYER_REDIS_URL unset): in-process fakeredis")
+            _embedded_logged = True
+        return fakeredis.FakeAsyncRedis(decode_responses=False)
+
+    timeout = settings.redis_timeout_ms / 1000
+    common: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": settings.redis_connect_timeout_ms / 1000,
+        "decode_responses": False,
+        "health_check_interval": 0,
+    }
+    scheme, sep, rest = url.partition("://")
+    if scheme in _CLUSTER_SCHEMES and sep:
+        return RedisCluster.from_url(
+            f"{_CLUSTER_SCHEMES[scheme]}://{rest}",
+            max_connections=settings.redis_max_connections,  # per node
+            retry=_no_retry(),
+            **common,
+        )
+    # A blocking pool: a burst larger than the pool waits (at most the Redis timeout) for
+    # a connection instead of failing with "Too many connections" and going to Postgres.
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=settings.redis_max_connections,
+        timeout=timeout,
+        retry=_no_retry(),
+        **common,
+    )
+    return Redis.from_pool(pool)

@@ -1,0 +1,148 @@
+"""Redis commands of the cache tier: one method per round trip, no policy.
+
+The store knows keys and scripts; it does not know about breakers, single-flight or
+metrics (``context_cache`` composes those). Every call is bounded by the Redis timeout
+as a whole (pool wait, connect, send and read together), so no caller ever waits longer
+than ``redis_timeout_ms`` on a hung server. redis-py closes a connection whose command
+was interrupted, so a timeout or a cancellation never leaves an unread reply in the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from memlayer.cache import keys, scripts
+from memlayer.cache.codec import SCHEMA
+
+_NO_BYTES = b""
+
+
+class ContextStore:
+    """Typed access to one prefix's keys on one Redis (or cluster, or fakeredis)."""
+
+    __slots__ = (
+        "_acquire",
+        "_client",
+        "_fill",
+        "_gate",
+        "_invalidate",
+        "_prefix",
+        "_release",
+        "_timeout",
+    )
+
+    def __init__(
+        self, client: Any, prefix: str, timeout_s: float, max_in_flight: int | None = None
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._timeout = timeout_s
+        # redis-py's cluster pool raises "Too many connections" instead of waiting; a
+        # semaphore makes a burst queue (within the timeout) like the blocking pool does.
+        self._gate = asyncio.Semaphore(max_in_flight) if max_in_flight else None
+        self._acquire = client.register_script(scripts.ACQUIRE)
+        self._fill = client.register_script(scripts.FILL)
+        self._invalidate = client.register_script(scripts.INVALIDATE)
+        self._release = client.register_script(scripts.RELEASE)
+
+    async def _run(self, command: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """Run one command, behind the gate when there is one (callers hold the timeout)."""
+        if self._gate is None:
+            return await command(*args, **kwargs)
+        async with self._gate:
+            return await command(*args, **kwargs)
+
+    async def get(self, user_id: int, generation: int) -> bytes | None:
+        """The raw cached value of a user (the hot path: one GET)."""
+        key = keys.context_key(self._prefix, user_id, generation)
+        async with asyncio.timeout(self._timeout):
+            if self._gate is None:
+                return await self._client.get(key)
+            async with self._gate:
+                return await self._client.get(key)
+
+    async def acquire(
+        self, user_id: int, generation: int, token: bytes, lease_ms: int, corrupt: bytes | None
+    ) -> bytes | bool:
+        """A complete value if one is there now, else True if we took the fill lease."""
+        async with asyncio.timeout(self._timeout):
+            result = await self._run(
+                self._acquire,
+                keys=(
+                    keys.context_key(self._prefix, user_id, generation),
+                    keys.lease_key(self._prefix, user_id, generation),
+                ),
+                args=(SCHEMA, token, lease_ms, corrupt or _NO_BYTES),
+            )
+        if isinstance(result, bytes):
+            return result
+        return result == 1
+
+    async def fill(
+        self,
+        user_id: int,
+        generation: int,
+        value: bytes,
+        ttl_ms: int,
+        token: bytes | None,
+        corrupt: bytes | None,
+    ) -> tuple[bool, bool | None]:
+        """Set-if-newer, releasing our lease. Returns (stored, lease held: True/False/None)."""
+        async with asyncio.timeout(self._timeout):
+            stored, lease = await self._run(
+                self._fill,
+                keys=(
+                    keys.context_key(self._prefix, user_id, generation),
+                    keys.lease_key(self._prefix, user_id, generation),
+                ),
+                args=(SCHEMA, value, ttl_ms, token or _NO_BYTES, corrupt or _NO_BYTES),
+            )
+        return stored == 1, (None if lease == -1 else lease == 1)
+
+    async def invalidate(
+        self, user_id: int, generation: int, marker: bytes, ttl_ms: int, *, force: bool
+    ) -> bool:
+        """Install a versioned marker (see ``scripts.INVALIDATE``). True if written."""
+        async with asyncio.timeout(self._timeout):
+            written = await self._run(
+                self._invalidate,
+                keys=(
+                    keys.context_key(self._prefix, user_id, generation),
+                    keys.lease_key(self._prefix, user_id, generation),
+                ),
+                args=(SCHEMA, marker, ttl_ms, b"1" if force else b"0"),
+            )
+        return written == 1
+
+    async def release(self, user_id: int, generation: int, token: bytes) -> None:
+        """Give up a lease we hold, by token, so waiters need not sit out its expiry."""
+        async with asyncio.timeout(self._timeout):
+            await self._run(
+                self._release,
+                keys=(keys.lease_key(self._prefix, user_id, generation),),
+                args=(SCHEMA, token),
+            )
+
+    async def read_generation(self) -> int:
+        async with asyncio.timeout(self._timeout):
+            raw = await self._run(self._client.get, keys.generation_key(self._prefix))
+        return int(raw) if raw is not None else 0
+
+    async def bump_generation(self) -> int:
+        """Orphan every cached context of this prefix at once (they expire on their own)."""
+        async with asyncio.timeout(self._timeout):
+            return int(await self._run(self._client.incr, keys.generation_key(self._prefix)))
+
+    async def ping(self) -> bool:
+        async with asyncio.timeout(self._timeout):
+            return bool(await self._run(self._client.ping))
+
+    def iter_keys(self, count: int = 1000) -> AsyncIterator[bytes]:
+        """Every key of this prefix, by SCAN (never KEYS); for stats, not the hot path."""
+        return self._client.scan_iter(match=keys.scan_pattern(self._prefix), count=count)
+
+    async def memory_usage(self, key: bytes) -> int | None:
+        async with asyncio.timeout(self._timeout):
+            return await self._run(self._client.memory_usage, key)
