@@ -57,10 +57,11 @@ class Settings(BaseSettings):
         default=64 * 1024, gt=0, description="Encoded contexts above this are not cached."
     )
     cache_decoded_memo_size: int = Field(
-        default=1024,
+        default=10_000,
         ge=0,
         description="Decoded contexts kept per process, reused while Redis returns "
-        "byte-identical values (0 disables).",
+        "byte-identical values (0 disables). Sized for a process's hot users: about "
+        "2-4 KiB each, so the default bounds it near 40 MiB.",
     )
     cache_generation_refresh_seconds: float = Field(
         default=5.0,
