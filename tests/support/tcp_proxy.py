@@ -1,89 +1,93 @@
-"""A TCP proxy the tests own, to cut or hang a connection to Postgres or Redis on demand.
+"""A TCP proxy the outage tests own, put between memlayer and a Postgres or Redis server.
 
-Stopping the shared servers would break every other test; cutting our own proxy fails
-only the client under test.
+Cutting our own proxy fails only the client under test; stopping a shared server would
+break every other test.
+
+Modes: ``forward`` (normal), ``refuse`` (drop every connection at once: Redis is dead),
+``stall`` (connections stay open but nothing moves either way: a hung server; what was
+held back is delivered after ``forward()``, which is exactly the late reply a reused
+connection would misread).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from enum import Enum
 
 
-class Mode(Enum):
-    FORWARD = "forward"
-    CUT = "cut"  # existing connections are closed, new ones are closed on accept
-    HANG = "hang"  # connections are accepted and bytes swallowed: a hung server
-
-
-class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.mode = Mode.FORWARD
+class ChaosProxy:
+    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+        self.upstream_host = upstream_host
+        self.upstream_port = upstream_port
+        self.port = 0
         self._server: asyncio.Server | None = None
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._refusing = False
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.port = 0
 
-    async def start(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def start(self) -> ChaosProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
-    def cut(self) -> None:
-        self.mode = Mode.CUT
-        self._close_all()
+    @property
+    def url(self) -> str:
+        """A Redis URL through the proxy (for the cache tier's own tests)."""
+        return f"redis://127.0.0.1:{self.port}/0"
 
-    def hang(self) -> None:
-        self.mode = Mode.HANG
-        self._close_all()
+    def forward(self) -> None:
+        self._refusing = False
+        self._flowing.set()
 
-    def restore(self) -> None:
-        self.mode = Mode.FORWARD
+    def stall(self) -> None:
+        self._flowing.clear()
 
-    async def aclose(self) -> None:
-        self._close_all()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        for task in list(self._tasks):
-            task.cancel()
-
-    def _close_all(self) -> None:
+    def refuse(self) -> None:
+        self._refusing = True
+        self._flowing.set()
         for writer in list(self._writers):
             writer.close()
-        self._writers.clear()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.mode is Mode.CUT:
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._refusing:
             writer.close()
             return
-        self._writers.add(writer)
-        if self.mode is Mode.HANG:
-            with contextlib.suppress(OSError, ConnectionError):
-                while await reader.read(65536):
-                    pass
-            return
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            up_reader, up_writer = await asyncio.open_connection(
+                self.upstream_host, self.upstream_port
+            )
         except OSError:
             writer.close()
             return
-        self._writers.add(up_writer)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self._writers.update((writer, up_writer))
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer)),
+            asyncio.create_task(self._pump(up_reader, writer)),
+        ]
+        self._tasks.update(pumps)
+        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        for task in pumps:
+            task.cancel()
+        for w in (writer, up_writer):
+            self._writers.discard(w)
+            w.close()
+        self._tasks.difference_update(pumps)
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while data := await src.read(65536):
-                if self.mode is not Mode.FORWARD:
-                    break
-                dst.write(data)
-                await dst.drain()
-        except (OSError, ConnectionError):
-            pass
-        finally:
-            dst.close()
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                await self._flowing.wait()
+                if self._refusing:
+                    return
+                writer.write(data)
+                await writer.drain()
+
+    async def aclose(self) -> None:
+        self.refuse()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -15,27 +15,29 @@ from websockets.asyncio.client import connect
 from memlayer.settings import Settings
 from tests.conftest import base_redis_url
 from tests.support.live_server import LiveServer
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import ChaosProxy
 
 
 @pytest.fixture(scope="session")
-async def pg_proxy(database_url: str) -> AsyncIterator[TcpProxy]:
+async def pg_proxy(database_url: str) -> AsyncIterator[ChaosProxy]:
     url = make_url(database_url)
-    proxy = await TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    proxy = await ChaosProxy(url.port or 5432, url.host or "127.0.0.1").start()
     yield proxy
     await proxy.aclose()
 
 
 @pytest.fixture(scope="session")
-async def redis_proxy() -> AsyncIterator[TcpProxy]:
+async def redis_proxy() -> AsyncIterator[ChaosProxy]:
     url = make_url(base_redis_url())
-    proxy = await TcpProxy(url.host or "127.0.0.1", url.port or 6379).start()
+    proxy = await ChaosProxy(url.port or 6379, url.host or "127.0.0.1").start()
     yield proxy
     await proxy.aclose()
 
 
 @pytest.fixture(scope="session")
-async def api_settings(database_url: str, pg_proxy: TcpProxy, redis_proxy: TcpProxy) -> Settings:
+async def api_settings(
+    database_url: str, pg_proxy: ChaosProxy, redis_proxy: ChaosProxy
+) -> Settings:
     db = make_url(database_url).set(host="127.0.0.1", port=pg_proxy.port)
     redis_db = make_url(base_redis_url()).database or "0"
     return Settings(

@@ -12,7 +12,7 @@ async def test_chat_answers_from_postgres_while_redis_is_down(client, server, re
     user = await register(client)
     session = await start_session(client, user["access_token"])
     await chat_turn(server, session, "서초구 아파트 시세")
-    redis_proxy.cut()
+    redis_proxy.refuse()
     try:
         [events] = await chat_turn(server, session, "서초구 대출 금리는?")
         loaded = event(events, "memory_loaded")
@@ -22,7 +22,7 @@ async def test_chat_answers_from_postgres_while_redis_is_down(client, server, re
         assert ready.status_code == 503
         assert ready.json()["components"]["redis"]["status"] == "down"
     finally:
-        redis_proxy.restore()
+        redis_proxy.forward()
     context = await client.get("/api/v1/memory/context", headers=bearer(user["access_token"]))
     assert len(context.json()["memories"]) == 2, "the write made during the outage is served"
 
@@ -32,7 +32,7 @@ async def test_chat_answers_without_memory_while_postgres_is_down(client, server
     session = await start_session(client, user["access_token"])
     async with connect(f"{server.ws_url}/api/v1/chat/ws/{session}") as ws:
         assert orjson.loads(await ws.recv())["type"] == "connected"
-        pg_proxy.cut()
+        pg_proxy.refuse()
         try:
             await ws.send(orjson.dumps({"type": "query", "query": "용산구 아파트 시세"}).decode())
             events = []
@@ -46,5 +46,5 @@ async def test_chat_answers_without_memory_while_postgres_is_down(client, server
             assert components["postgres"]["status"] == "down"
             assert components["redis"]["status"] == "up"
         finally:
-            pg_proxy.restore()
+            pg_proxy.forward()
     assert (await client.get("/readyz")).status_code == 200

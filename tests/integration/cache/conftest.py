@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tests.contract.cache_contract_support import free_port, wait_for
-from tests.integration.cache.chaos_proxy import ChaosProxy
+from tests.support.tcp_proxy import ChaosProxy
 
 
 @pytest.fixture(scope="module")

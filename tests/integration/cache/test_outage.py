@@ -22,7 +22,7 @@ from memlayer.cache.codec import decode, encode_marker
 from memlayer.records import LoadSource, MemoryContext
 from memlayer.settings import Settings
 from tests.contract.cache_contract_support import make_context, metric
-from tests.integration.cache.chaos_proxy import ChaosProxy
+from tests.support.tcp_proxy import ChaosProxy
 
 TIMEOUT_MS = 100
 LATENCY_BOUND_S = 4 * TIMEOUT_MS / 1000
