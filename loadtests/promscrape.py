@@ -5,9 +5,10 @@ ratio) and "how hard is Postgres working?" (queries per second). Both come from 
 the service's Prometheus endpoint; this module parses that text and turns two scrapes into
 rates. It is pure (no Locust, no network) so unit tests can feed it sample text.
 
-Hit ratio here is ``hit / (hit + miss + error)``: a lookup that hit a Redis error was not
-served by the cache. ``bypass`` (anonymous sessions, cache disabled) is not a lookup at all
-and stays out of the ratio. The Prometheus alert and the Grafana panel use the same formula.
+Hit ratio here is ``hit / (hit + miss + error + bypass)``: a load that hit a Redis error, or
+skipped Redis while the circuit breaker was open (``bypass``), was not served by the cache.
+Anonymous turns never reach the cache and are not counted at all. The Prometheus alert, the
+Grafana panel and the service's /api/v1/ops/summary use the same formula.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class ServiceCounters:
 
     @property
     def cache_lookups(self) -> float:
-        return self.cache_hits + self.cache_misses + self.cache_errors
+        return self.cache_hits + self.cache_misses + self.cache_errors + self.cache_bypass
 
     @property
     def hit_ratio(self) -> float | None:
@@ -130,7 +131,7 @@ def window(before: ServiceCounters, after: ServiceCounters, seconds: float) -> W
         return new if new < old else new - old
 
     hits = increase("cache_hits")
-    lookups = hits + increase("cache_misses") + increase("cache_errors")
+    lookups = hits + increase("cache_misses") + increase("cache_errors") + increase("cache_bypass")
     db_queries = increase("db_queries")
     return Window(
         seconds=seconds,

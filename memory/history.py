@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 
@@ -49,7 +49,11 @@ class ChatHistory:
             db.add(ChatMessage(session_id=conv, sender_type="user", content=query, created_at=now))
             db.add(
                 ChatMessage(
-                    session_id=conv, sender_type="assistant", content=answer, created_at=now
+                    session_id=conv,
+                    sender_type="assistant",
+                    content=answer,
+                    # The answer follows its query: it must sort as the later message.
+                    created_at=now + timedelta(microseconds=1),
                 )
             )
             await db.execute(
@@ -67,7 +71,7 @@ class ChatHistory:
         last_message = (
             select(ChatMessage.content)
             .where(ChatMessage.session_id == ChatSession.session_id)
-            .order_by(ChatMessage.created_at.desc(), ChatMessage.sender_type)
+            .order_by(ChatMessage.created_at.desc())
             .limit(1)
             .scalar_subquery()
         )

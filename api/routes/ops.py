@@ -12,52 +12,61 @@ from memlayer.api.deps import Services
 router = APIRouter(prefix="/ops", tags=["ops"])
 
 
-def _sum(metric: str, **labels: str) -> float:
-    total = 0.0
-    for family in REGISTRY.collect():
-        for sample in family.samples:
-            if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+Samples = list[Any]
 
 
-def _quantile(source: str, q: float) -> float | None:
+def _samples() -> Samples:
+    """Every sample of the registry, collected once per summary."""
+    return [sample for family in REGISTRY.collect() for sample in family.samples]
+
+
+def _sum(samples: Samples, metric: str, **labels: str) -> float:
+    return sum(
+        s.value
+        for s in samples
+        if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def _quantile(samples: Samples, source: str, q: float) -> float | None:
     """Approximate a latency quantile from the histogram's cumulative buckets."""
-    buckets = []
-    for family in REGISTRY.collect():
-        for s in family.samples:
-            if s.name == "memlayer_memory_load_seconds_bucket" and s.labels.get("source") == source:
-                buckets.append((float(s.labels["le"]), s.value))
-    buckets.sort()
+    buckets = sorted(
+        (float(s.labels["le"]), s.value)
+        for s in samples
+        if s.name == "memlayer_memory_load_seconds_bucket" and s.labels.get("source") == source
+    )
     if not buckets or buckets[-1][1] == 0:
         return None
     target = q * buckets[-1][1]
-    for bound, count in buckets:
-        if count >= target:
-            return bound
-    return None
+    return next(bound for bound, count in buckets if count >= target)
 
 
 def summary_numbers() -> dict[str, Any]:
+    samples = _samples()
     requests = {
-        r: _sum("memlayer_cache_requests_total", result=r)
+        r: _sum(samples, "memlayer_cache_requests_total", result=r)
         for r in ("hit", "miss", "error", "bypass")
     }
     lookups = sum(requests.values())
     return {
         "cache_requests": requests,
         "hit_ratio": (requests["hit"] / lookups) if lookups else None,
-        "db_queries_total": _sum("memlayer_db_queries_total"),
+        "db_queries_total": _sum(samples, "memlayer_db_queries_total"),
         "fills": {
-            o: _sum("memlayer_cache_fills_total", outcome=o)
+            o: _sum(samples, "memlayer_cache_fills_total", outcome=o)
             for o in ("stored", "stale_refused", "lease_lost")
         },
-        "writes": {o: _sum("memlayer_memory_writes_total", outcome=o) for o in ("ok", "error")},
+        "writes": {
+            o: _sum(samples, "memlayer_memory_writes_total", outcome=o) for o in ("ok", "error")
+        },
         "load_latency_seconds": {
-            source: {"p50": _quantile(source, 0.5), "p99": _quantile(source, 0.99)}
+            source: {
+                "p50": _quantile(samples, source, 0.5),
+                "p99": _quantile(samples, source, 0.99),
+            }
             for source in ("cache", "database")
         },
-        "ws_sessions_active": _sum("memlayer_ws_sessions_active"),
+        "ws_sessions_active": _sum(samples, "memlayer_ws_sessions_active"),
     }
 
 

@@ -144,12 +144,12 @@ def test_parse_samples_reads_names_labels_and_values():
     assert not any(s.name.startswith("#") or s.name == "not" for s in samples)
 
 
-def test_service_counters_give_hit_ratio_without_bypass():
+def test_service_counters_count_bypass_as_not_served_by_the_cache():
     counters = promscrape.ServiceCounters.from_text(SAMPLE)
     assert counters.cache_hits == 900
     assert counters.cache_bypass == 5000
     assert counters.db_queries == 150  # NaN sample ignored, ops summed
-    assert counters.hit_ratio == pytest.approx(0.9)  # 900 / (900 + 80 + 20)
+    assert counters.hit_ratio == pytest.approx(900 / (900 + 80 + 20 + 5000))
 
 
 def test_window_turns_two_scrapes_into_hit_ratio_and_db_qps():
@@ -158,8 +158,8 @@ def test_window_turns_two_scrapes_into_hit_ratio_and_db_qps():
         cache_hits=1890, cache_misses=90, cache_errors=20, cache_bypass=6000, db_queries=250
     )
     w = promscrape.window(before, after, seconds=5.0)
-    assert w.cache_lookups == 1000
-    assert w.hit_ratio == pytest.approx(0.99)
+    assert w.cache_lookups == 2000  # 990 hits, 10 misses, 0 errors, 1000 bypasses
+    assert w.hit_ratio == pytest.approx(0.495)
     assert w.db_qps == pytest.approx(20.0)
 
 
