@@ -36,7 +36,7 @@ from memlayer.cache import metrics
 from memlayer.cache.breaker import CircuitBreaker
 from memlayer.cache.codec import decode, encode, encode_marker
 from memlayer.cache.dirty import DirtyUsers
-from memlayer.cache.errors import REDIS_ERRORS, CodecError
+from memlayer.cache.errors import REDIS_ERRORS, CodecError, LoopStalled
 from memlayer.cache.hooks import CacheHooks
 from memlayer.cache.port import CacheStats, Loader
 from memlayer.cache.singleflight import SingleFlight
@@ -139,8 +139,8 @@ class ContextCache:
         else:
             try:
                 raw = await self._store.get(user_id, generation)
-            except REDIS_ERRORS:
-                self._redis_failed()
+            except REDIS_ERRORS as exc:
+                self._redis_failed(exc)
                 metrics.ERROR.inc()
                 result = await self._flights.do(user_id, lambda: self._from_database(loader))
             else:
@@ -183,8 +183,8 @@ class ContextCache:
         generation = self._generation
         try:
             raw = await self._store.get(user_id, generation)
-        except REDIS_ERRORS:
-            self._redis_failed()
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
             metrics.ERROR.inc()
             return await self._flights.do(user_id, lambda: self._from_database(loader))
         self._breaker.record_success()
@@ -242,8 +242,8 @@ class ContextCache:
         token = secrets.token_hex(16).encode()
         try:
             got = await self._store.acquire(user_id, generation, token, self._lease_ms, corrupt)
-        except REDIS_ERRORS:
-            self._redis_failed()
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
             return await self._from_database(loader)
         self._breaker.record_success()
         if isinstance(got, bytes):  # filled meanwhile
@@ -271,8 +271,8 @@ class ContextCache:
                 break
             try:
                 raw = await self._store.get(user_id, generation)
-            except REDIS_ERRORS:
-                self._redis_failed()
+            except REDIS_ERRORS as exc:
+                self._redis_failed(exc)
                 return await self._from_database(loader)
             context, bad = self._decode_for(user_id, raw)
             if context is not None:
@@ -312,8 +312,8 @@ class ContextCache:
             stored, lease = await self._store.fill(
                 user_id, generation, value, self._ttl(), token, corrupt
             )
-        except REDIS_ERRORS:
-            self._redis_failed()
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
             return LoadResult(context, _DATABASE)
         self._breaker.record_success()
         if lease is False:
@@ -327,8 +327,8 @@ class ContextCache:
     async def _release_quietly(self, user_id: int, generation: int, token: bytes) -> None:
         try:
             await self._store.release(user_id, generation, token)
-        except REDIS_ERRORS:
-            self._redis_failed()
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
 
     def _encode_bounded(self, context: MemoryContext) -> bytes | None:
         """The value to install: the context, or a marker when it is too big to cache."""
@@ -376,8 +376,8 @@ class ContextCache:
             if self._refresher is None:
                 self._start_refresher()
             stored, _ = await self._store.fill(user_id, generation, value, self._ttl(), None, None)
-        except REDIS_ERRORS:
-            self._redis_failed()
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
             metrics.WRITE_ERROR.inc()
             self._dirty.add(user_id, version)
             metrics.DIRTY_USERS.set(len(self._dirty))
@@ -412,8 +412,8 @@ class ContextCache:
             await self._store.invalidate(
                 user_id, generation, encode_marker(version), self._ttl(), force=True
             )
-        except REDIS_ERRORS:
-            self._redis_failed()
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
             self._dirty.add(user_id, version)
             metrics.DIRTY_USERS.set(len(self._dirty))
             self._schedule_flush()
@@ -422,7 +422,10 @@ class ContextCache:
 
     # -------------------------------------------------------- breaker, recovery
 
-    def _redis_failed(self) -> None:
+    def _redis_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, LoopStalled):
+            metrics.LOOP_STALLS.inc()  # our loop was late, not Redis: the breaker stays out
+            return
         if self._breaker.record_failure():
             metrics.BREAKER_OPEN.set(1)
             log.warning("cache: Redis circuit breaker opened; loads go to the database")
@@ -489,8 +492,8 @@ class ContextCache:
     async def _flush_quietly(self) -> None:
         try:
             await self._flush_dirty()
-        except REDIS_ERRORS:
-            self._redis_failed()
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
 
     # ------------------------------------------------------------- generation
 
@@ -507,8 +510,8 @@ class ContextCache:
             return
         try:
             generation = await self._store.read_generation()
-        except REDIS_ERRORS:
-            self._redis_failed()
+        except REDIS_ERRORS as exc:
+            self._redis_failed(exc)
             return
         self._breaker.record_success()
         self._set_generation(generation)
@@ -527,8 +530,8 @@ class ContextCache:
                 continue
             try:
                 generation = await self._store.read_generation()
-            except REDIS_ERRORS:
-                self._redis_failed()
+            except REDIS_ERRORS as exc:
+                self._redis_failed(exc)
                 continue
             self._breaker.record_success()
             self._set_generation(generation)

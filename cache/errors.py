@@ -32,3 +32,17 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     TimeoutError,
 )
+
+
+class LoopStalled(TimeoutError):
+    """A Redis call timed out because this process's event loop stalled, not Redis.
+
+    The deadline's timer ran far later than it was due: the reply may well have been
+    waiting. The call still falls back, but the circuit breaker does not count it: a
+    CPU-saturated process must not conclude that Redis is down and send every load to
+    Postgres, which would only add to the overload.
+    """
+
+    def __init__(self, late_s: float) -> None:
+        super().__init__(f"event loop stalled {late_s * 1000:.0f} ms past a Redis deadline")
+        self.late_s = late_s

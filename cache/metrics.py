@@ -22,6 +22,10 @@ CORRUPT = Counter(
     "memlayer_cache_corrupt_total",
     "Cached values that could not be decoded (treated as a miss and replaced).",
 )
+LOOP_STALLS = Counter(
+    "memlayer_cache_loop_stalls_total",
+    "Redis deadlines that expired because the event loop stalled (not counted by the breaker).",
+)
 OVERSIZE = Counter(
     "memlayer_cache_oversize_total",
     "Contexts not cached because their encoding exceeded cache_max_value_bytes.",

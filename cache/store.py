@@ -15,8 +15,38 @@ from typing import Any
 
 from memlayer.cache import keys, scripts
 from memlayer.cache.codec import SCHEMA
+from memlayer.cache.errors import LoopStalled
 
 _NO_BYTES = b""
+
+
+class Deadline:
+    """``asyncio.timeout`` that tells a stalled event loop apart from a slow Redis.
+
+    When the deadline's timer runs more than half the budget late, the loop was busy
+    elsewhere (CPU-bound work, a burst) and the expiry says nothing about Redis: the
+    timeout is raised as :class:`LoopStalled` so the breaker can ignore it.
+    """
+
+    __slots__ = ("_budget", "_loop", "_start", "_timeout")
+
+    def __init__(self, budget_s: float) -> None:
+        self._budget = budget_s
+
+    async def __aenter__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._start = self._loop.time()
+        self._timeout = asyncio.timeout_at(self._start + self._budget)
+        await self._timeout.__aenter__()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        try:
+            return await self._timeout.__aexit__(exc_type, exc, tb)
+        except TimeoutError as timeout:
+            late = self._loop.time() - self._start - self._budget
+            if late > self._budget / 2:
+                raise LoopStalled(late) from timeout
+            raise
 
 
 class ContextStore:
@@ -57,7 +87,7 @@ class ContextStore:
     async def get(self, user_id: int, generation: int) -> bytes | None:
         """The raw cached value of a user (the hot path: one GET)."""
         key = keys.context_key(self._prefix, user_id, generation)
-        async with asyncio.timeout(self._timeout):
+        async with Deadline(self._timeout):
             if self._gate is None:
                 return await self._client.get(key)
             async with self._gate:
@@ -67,7 +97,7 @@ class ContextStore:
         self, user_id: int, generation: int, token: bytes, lease_ms: int, corrupt: bytes | None
     ) -> bytes | bool:
         """A complete value if one is there now, else True if we took the fill lease."""
-        async with asyncio.timeout(self._timeout):
+        async with Deadline(self._timeout):
             result = await self._run(
                 self._acquire,
                 keys=(
@@ -90,7 +120,7 @@ class ContextStore:
         corrupt: bytes | None,
     ) -> tuple[bool, bool | None]:
         """Set-if-newer, releasing our lease. Returns (stored, lease held: True/False/None)."""
-        async with asyncio.timeout(self._timeout):
+        async with Deadline(self._timeout):
             stored, lease = await self._run(
                 self._fill,
                 keys=(
@@ -105,7 +135,7 @@ class ContextStore:
         self, user_id: int, generation: int, marker: bytes, ttl_ms: int, *, force: bool
     ) -> bool:
         """Install a versioned marker (see ``scripts.INVALIDATE``). True if written."""
-        async with asyncio.timeout(self._timeout):
+        async with Deadline(self._timeout):
             written = await self._run(
                 self._invalidate,
                 keys=(
@@ -118,7 +148,7 @@ class ContextStore:
 
     async def release(self, user_id: int, generation: int, token: bytes) -> None:
         """Give up a lease we hold, by token, so waiters need not sit out its expiry."""
-        async with asyncio.timeout(self._timeout):
+        async with Deadline(self._timeout):
             await self._run(
                 self._release,
                 keys=(keys.lease_key(self._prefix, user_id, generation),),
@@ -126,17 +156,17 @@ class ContextStore:
             )
 
     async def read_generation(self) -> int:
-        async with asyncio.timeout(self._timeout):
+        async with Deadline(self._timeout):
             raw = await self._run(self._client.get, keys.generation_key(self._prefix))
         return int(raw) if raw is not None else 0
 
     async def bump_generation(self) -> int:
         """Orphan every cached context of this prefix at once (they expire on their own)."""
-        async with asyncio.timeout(self._timeout):
+        async with Deadline(self._timeout):
             return int(await self._run(self._client.incr, keys.generation_key(self._prefix)))
 
     async def ping(self) -> bool:
-        async with asyncio.timeout(self._timeout):
+        async with Deadline(self._timeout):
             return bool(await self._run(self._client.ping))
 
     def iter_keys(self, count: int = 1000) -> AsyncIterator[bytes]:
@@ -144,5 +174,5 @@ class ContextStore:
         return self._client.scan_iter(match=keys.scan_pattern(self._prefix), count=count)
 
     async def memory_usage(self, key: bytes) -> int | None:
-        async with asyncio.timeout(self._timeout):
+        async with Deadline(self._timeout):
             return await self._run(self._client.memory_usage, key)

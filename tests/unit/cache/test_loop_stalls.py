@@ -1,0 +1,86 @@
+"""A stalled event loop is not a dead Redis: the breaker must not open because of it.
+
+The loop is stalled on purpose with a blocking ``time.sleep``: that IS the scenario
+(CPU-bound work holding the loop), not a way of waiting for something.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import fakeredis
+import pytest
+
+from memlayer.cache import ContextCache
+from memlayer.cache import metrics as cache_metrics
+from memlayer.cache.errors import LoopStalled
+from memlayer.cache.store import Deadline
+from memlayer.records import LoadSource, MemoryContext
+from memlayer.settings import Settings
+
+
+async def _hold_the_loop(seconds: float) -> None:
+    await asyncio.sleep(0)
+    time.sleep(seconds)  # noqa: ASYNC251  (the stall under test)
+
+
+async def test_deadline_expiring_late_because_the_loop_stalled_is_loop_stalled():
+    never = asyncio.get_running_loop().create_future()
+    with pytest.raises(LoopStalled) as raised:
+        async with Deadline(0.05):
+            await asyncio.gather(never, _hold_the_loop(0.2))
+    assert raised.value.late_s > 0.1
+
+
+async def test_deadline_expiring_on_time_is_a_plain_timeout():
+    never = asyncio.get_running_loop().create_future()
+    with pytest.raises(TimeoutError) as raised:
+        async with Deadline(0.05):
+            await never
+    assert not isinstance(raised.value, LoopStalled)
+
+
+class StallingRedis:
+    """fakeredis whose GET, once ``stalling`` is set, holds the loop and never answers."""
+
+    def __init__(self) -> None:
+        self._inner = fakeredis.FakeAsyncRedis()
+        self.stalling = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def get(self, key: Any) -> Any:
+        if self.stalling:
+            await _hold_the_loop(0.15)
+            await asyncio.get_running_loop().create_future()
+        return await self._inner.get(key)
+
+
+def _stalls() -> float:
+    return cache_metrics.LOOP_STALLS._value.get()
+
+
+async def test_loads_during_loop_stalls_fall_back_without_opening_the_breaker():
+    client = StallingRedis()
+    settings = Settings(redis_timeout_ms=50, breaker_failure_threshold=3)
+    cache = ContextCache(client, settings)
+    context = MemoryContext.empty(7, version=1)
+
+    async def loader() -> MemoryContext:
+        return context
+
+    assert (await cache.load(7, loader)).source is LoadSource.DATABASE  # cold: filled
+    assert (await cache.load(7, loader)).source is LoadSource.CACHE
+    client.stalling = True
+    before = _stalls()
+    for _ in range(5):
+        result = await cache.load(7, loader)
+        assert result.source is LoadSource.DATABASE and result.context == context
+    assert _stalls() - before == 5
+    assert not cache.breaker_open, "five stalls of our own loop are not a Redis outage"
+    client.stalling = False
+    assert (await cache.load(7, loader)).source is LoadSource.CACHE
+    await cache.aclose()
