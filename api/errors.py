@@ -6,6 +6,8 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from memlayer.api.auth import InvalidToken
 from memlayer.memory.errors import (
@@ -46,10 +48,22 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"Retry-After": "5"}
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Sessions, history and accounts talk to Postgres directly: a pool that is
+        # exhausted or a server that went away is "try again", not an internal error.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": "the database is busy or unavailable; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal server error"}, status_code=500)
 
     app.add_exception_handler(InvalidToken, known)
     app.add_exception_handler(MemoryLayerError, known)
+    for kind in (PoolTimeout, OperationalError, InterfaceError, ConnectionError):
+        app.add_exception_handler(kind, database_unavailable)
     app.add_exception_handler(Exception, unexpected)

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     database_prepared_statements: bool = Field(
         default=True, description="Turn off behind pgbouncer in transaction mode."
     )
-    database_pool_size: int = 10
+    database_pool_size: int = 20
     database_max_overflow: int = 10
     database_pool_timeout_seconds: float = 5.0
     database_statement_timeout_ms: int = 5000

@@ -45,6 +45,10 @@ async def test_chat_answers_without_memory_while_postgres_is_down(client, server
             components = ready.json()["components"]
             assert components["postgres"]["status"] == "down"
             assert components["redis"]["status"] == "up"
+            for _ in range(3):  # pooled connections die first, then new ones are refused
+                started = await client.post("/api/v1/chat/start")
+                assert started.status_code == 503, started.text
+                assert started.json()["detail"] and started.headers["retry-after"]
         finally:
             pg_proxy.forward()
     assert (await client.get("/readyz")).status_code == 200
