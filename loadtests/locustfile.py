@@ -199,7 +199,9 @@ class ChatUser(HttpUser):
         with self._socket(session_id, token, timeout) as ws:
             if ws is None:
                 return 0
-            for _ in range(turns):
+            for n in range(turns):
+                if n:
+                    self.wait()  # a person reads the answer and types the next question
                 if not self.turn(ws, random.choice(QUERIES), timeout):
                     break  # a broken conversation does not go on
                 done += 1
@@ -295,7 +297,9 @@ class ReturningUser(ChatUser):
     """A seeded user coming back: most of the traffic, and what the cache is for."""
 
     weight = 8
-    wait_time = between(1, 3)
+    # Think time: between conversations, and between the turns of one (a person reads
+    # the answer and types the next question).
+    wait_time = between(2, 6)
     persona = "returning"
 
     # Logged-in tokens per process (a popular user is often "online" in several tabs), with
@@ -370,7 +374,7 @@ class NewUser(ChatUser):
     """Signs up and has a first chat: the cold path, with an empty memory context."""
 
     weight = 1
-    wait_time = between(2, 5)
+    wait_time = between(3, 8)
     persona = "new"
 
     @tag("new", "chat")
@@ -399,7 +403,7 @@ class AnonymousUser(ChatUser):
     """Chats without an account; the design says it never touches memory (count 0)."""
 
     weight = 1
-    wait_time = between(1, 3)
+    wait_time = between(2, 6)
     persona = "anonymous"
 
     @tag("anonymous", "chat")

@@ -36,6 +36,9 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=get_settings().log_level.lower(),
         proxy_headers=True,
         ws_max_size=64 * 1024,
+        # Longer than clients and load balancers keep idle connections (60 s is common):
+        # the server must not close one at the moment a client reuses it.
+        timeout_keep_alive=65,
     )
     return 0
 

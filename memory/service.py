@@ -73,7 +73,7 @@ class LongTermMemoryService:
         return list(result.context.memories)
 
     async def warm_cache(self, user_ids: Sequence[int]) -> int:
-        """Load these users' contexts into the cache (ops and benchmarks); returns how many."""
+        """Load these users' contexts into the cache; returns how many came from Postgres."""
         for user_id in user_ids:
             _check_user_id(user_id)
         return await self._cache.warm(user_ids, lambda uid: lambda: self._load_from_database(uid))

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# A documented load run on this machine: seed, serve on real Postgres + Redis, warm the
+# cache, run Locust headless, print its summary and the service's hit ratio, stop.
+#   scripts/loadtest.sh [USERS=300] [RUN_TIME=60s] [SEED_USERS=1000]
+# Uses a database of its own (memlayer_loadtest on the local server) and its own key prefix.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+USERS=${1:-300}
+RUN_TIME=${2:-60s}
+SEED_USERS=${3:-1000}
+PORT=${MEMLAYER_LOADTEST_PORT:-8090}
+WORK=${MEMLAYER_LOADTEST_DIR:-$(mktemp -d /tmp/memlayer-loadtest.XXXXXX)}
+
+make -s install services >/dev/null
+export MEMLAYER_DATABASE_URL=${MEMLAYER_DATABASE_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/memlayer_loadtest}
+export MEMLAYER_REDIS_URL=${MEMLAYER_REDIS_URL:-redis://127.0.0.1:6379/0}
+# A prefix of its own per run: the database is new, so nothing cached before may be served.
+export MEMLAYER_CACHE_KEY_PREFIX=${MEMLAYER_CACHE_KEY_PREFIX:-memlayer-loadtest-$(date +%s)}
+export MEMLAYER_JWT_SECRET=${MEMLAYER_JWT_SECRET:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')}
+export MEMLAYER_LOG_LEVEL=${MEMLAYER_LOG_LEVEL:-WARNING}
+
+db=$(python3 -c "import sys; print(sys.argv[1].rsplit('/', 1)[1])" "$MEMLAYER_DATABASE_URL")
+echo "loadtest: fresh database $db, $SEED_USERS seeded users, $USERS Locust users for $RUN_TIME"
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" -c "CREATE DATABASE \"$db\"" postgres
+.venv/bin/memlayer migrate >/dev/null
+.venv/bin/memlayer seed --users "$SEED_USERS" --memories 5 --out "$WORK/credentials.csv"
+
+.venv/bin/memlayer serve --port "$PORT" >"$WORK/serve.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+.venv/bin/memlayer cache warm --top "$SEED_USERS"
+
+.venv/bin/python loadtests/smoke.py --host "http://127.0.0.1:$PORT" -u "$USERS" \
+  -r "$(( USERS / 5 > 1 ? USERS / 5 : 1 ))" -t "$RUN_TIME" \
+  --credentials "$WORK/credentials.csv" --workdir "$WORK"
+echo
+echo "loadtest: service summary (/api/v1/ops/summary)"
+curl -s "http://127.0.0.1:$PORT/api/v1/ops/summary" | python3 -m json.tool
+echo "loadtest: files in $WORK"
