@@ -25,25 +25,32 @@ async def get_services(request: Request) -> AppServices:
 Services = Annotated[AppServices, Depends(get_services)]
 
 
-async def get_memory(services: Services) -> LongTermMemoryService:
-    return services.memory
+# The dependencies below take the Request directly instead of depending on ``Services``:
+# each node of FastAPI's dependency graph costs time on every request, and these sit on
+# the hot path (a warm GET /memory/context is mostly dependency solving otherwise).
+
+
+async def get_memory(request: Request) -> LongTermMemoryService:
+    return request.app.state.services.memory
 
 
 MemoryServiceDep = Annotated[LongTermMemoryService, Depends(get_memory)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def optional_user(services: Services, credentials: Credentials) -> int | None:
-    """The caller's user id if a token was sent (it must then be valid), else None."""
-    if credentials is None:
-        return None
-    return services.tokens.verify(credentials.credentials)
-
-
-async def current_user(services: Services, credentials: Credentials) -> int:
+def _verified(request: Request, credentials: HTTPAuthorizationCredentials | None) -> int:
     if credentials is None:
         raise InvalidToken("a bearer token is required")
-    return services.tokens.verify(credentials.credentials)
+    return request.app.state.services.tokens.verify(credentials.credentials)
+
+
+async def optional_user(request: Request, credentials: Credentials) -> int | None:
+    """The caller's user id if a token was sent (it must then be valid), else None."""
+    return None if credentials is None else _verified(request, credentials)
+
+
+async def current_user(request: Request, credentials: Credentials) -> int:
+    return _verified(request, credentials)
 
 
 OptionalUser = Annotated[int | None, Depends(optional_user)]
@@ -51,13 +58,15 @@ CurrentUser = Annotated[int, Depends(current_user)]
 
 
 async def own_user_id(
-    user: CurrentUser,
+    request: Request,
+    credentials: Credentials,
     user_id: Annotated[
         int | None,
         Query(description="Accepted for compatibility; must equal the caller's own id."),
     ] = None,
 ) -> int:
-    """The seed's ``?user_id=`` is honoured only when it names the caller."""
+    """The caller's id; the seed's ``?user_id=`` is honoured only when it names the caller."""
+    user = _verified(request, credentials)
     if user_id is not None and user_id != user:
         raise HTTPException(403, "user_id does not match the authenticated user")
     return user
