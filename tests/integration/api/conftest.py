@@ -46,9 +46,6 @@ async def api_settings(
         cache_key_prefix=f"memlayer-apitest-{uuid.uuid4().hex[:8]}",
         jwt_secret="api-test-secret-" + uuid.uuid4().hex,
         breaker_cooldown_seconds=0.2,
-        # The server, its clients and Locust share this process's loop and two cores: under
-        # the smoke load the loop lags past the 50 ms production default by itself.
-        redis_timeout_ms=250,
         database_pool_timeout_seconds=2,
     )
 
