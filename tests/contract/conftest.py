@@ -33,7 +33,10 @@ def _cli(port: int, *args: str) -> str:
 def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Three redis-server processes in cluster mode, owned by this test session."""
     if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
-        pytest.skip("redis-server/redis-cli not installed")
+        pytest.fail(
+            "redis-server/redis-cli not found: install Redis (apt-get install redis-server)",
+            pytrace=False,
+        )
     workdir: Path = tmp_path_factory.mktemp("redis-cluster")
     ports = [free_port(with_bus=True) for _ in range(3)]
     procs = [
@@ -92,9 +95,13 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         probe = b.client()
         try:
             await probe.ping()
-        except REDIS_ERRORS as exc:  # pragma: no cover - depends on the environment
+        except REDIS_ERRORS as exc:
             await b.aclose()
-            pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+            pytest.fail(
+                f"no Redis at {REDIS_URL}: {exc}. Run `make test` (it starts the local "
+                "server) or set MEMLAYER_TEST_REDIS_URL.",
+                pytrace=False,
+            )
     else:
         b = Backend("cluster", request.getfixturevalue("redis_cluster_url"))
     try:

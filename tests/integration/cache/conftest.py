@@ -19,7 +19,10 @@ from tests.support.tcp_proxy import ChaosProxy
 @pytest.fixture(scope="module")
 def own_redis_port() -> Iterator[int]:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not installed")
+        pytest.fail(
+            "redis-server not found: install Redis (apt-get install redis-server)",
+            pytrace=False,
+        )
     port = free_port()
     proc = subprocess.Popen(
         [
