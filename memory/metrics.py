@@ -9,6 +9,7 @@ DB_QUERIES = Counter(
 )
 MEMORY_WRITES = Counter(
     "memlayer_memory_writes_total",
-    "Memory writes by outcome (ok = committed and acknowledged).",
+    "Memory writes by outcome: ok (committed and acknowledged), rejected (bad input, "
+    "unknown user, another user's memory) or error (the store failed).",
     ["outcome"],
 )

@@ -19,7 +19,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from memlayer.cache import CachePort, NullContextCache
 from memlayer.memory.db import Database
-from memlayer.memory.errors import InvalidMemory, MemoryNotFound, StoreUnavailable
+from memlayer.memory.errors import (
+    InvalidMemory,
+    MemoryLayerError,
+    MemoryNotFound,
+    StoreUnavailable,
+)
 from memlayer.memory.metrics import MEMORY_WRITES
 from memlayer.memory.repository import MemoryRepository
 from memlayer.records import (
@@ -213,8 +218,13 @@ class LongTermMemoryService:
             await self._cache.invalidate(user_id)
             raise StoreUnavailable(f"database unavailable; the write was not saved: {exc}") from exc
         except DBAPIError as exc:
-            MEMORY_WRITES.labels("error").inc()
+            MEMORY_WRITES.labels("rejected").inc()
             raise InvalidMemory(f"the database refused the write: {exc.orig}") from exc
+        except MemoryLayerError:
+            # The caller's mistake (unknown user, someone else's memory): not a failure of
+            # the store, so it must not feed the write-failure alert.
+            MEMORY_WRITES.labels("rejected").inc()
+            raise
         except BaseException:
             MEMORY_WRITES.labels("error").inc()
             raise

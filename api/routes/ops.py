@@ -57,7 +57,8 @@ def summary_numbers() -> dict[str, Any]:
             for o in ("stored", "stale_refused", "lease_lost")
         },
         "writes": {
-            o: _sum(samples, "memlayer_memory_writes_total", outcome=o) for o in ("ok", "error")
+            o: _sum(samples, "memlayer_memory_writes_total", outcome=o)
+            for o in ("ok", "rejected", "error")
         },
         "load_latency_seconds": {
             source: {

@@ -279,3 +279,20 @@ async def test_recent_memories_query_uses_the_index(database: Database, settings
     assert "ix_conversation_memories_user_recent" in plan, plan
     assert "Seq Scan" not in plan, plan
     assert "Sort" not in plan, f"the index order must match the query's ORDER BY:\n{plan}"
+
+
+def _writes(outcome: str) -> float:
+    from memlayer.memory.metrics import MEMORY_WRITES
+
+    return MEMORY_WRITES.labels(outcome)._value.get()
+
+
+async def test_a_refused_write_is_rejected_not_a_store_failure(pg_service, make_user):
+    """The write-failure alert must only see the store failing, not callers' mistakes."""
+    uid = await make_user()
+    errors, rejected = _writes("error"), _writes("rejected")
+    with pytest.raises(MemoryNotFound):
+        await pg_service.delete_memory(uid, 10**12)
+    with pytest.raises(UnknownUser):
+        await pg_service.upsert_preferences(10**9, {"a": 1})
+    assert (_writes("error"), _writes("rejected")) == (errors, rejected + 2)
