@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import Instrumentator, metrics
 
 from memlayer import __version__
 from memlayer.api.errors import install_error_handlers
@@ -41,7 +41,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (auth.router, chat.router, memory.router, ops.router):
         app.include_router(router, prefix="/api/v1")
     pages.install(app, STATIC_DIR)
-    Instrumentator(
+    # Request counts and one latency histogram: the instrumentator's default set adds a
+    # high-resolution histogram and size summaries, paid for on every request.
+    instrumentator = Instrumentator(
         excluded_handlers=["/metrics", "/healthz"], should_group_status_codes=False
-    ).instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
+    )
+    instrumentator.add(
+        metrics.requests(should_include_status=True),
+        metrics.latency(buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+    )
+    instrumentator.instrument(app).expose(app, endpoint="/metrics", include_in_schema=False)
     return app
