@@ -31,6 +31,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 from redis.asyncio import BlockingConnectionPool
+from redis.exceptions import RedisError
 
 from memlayer.cache import metrics
 from memlayer.cache.breaker import CircuitBreaker
@@ -52,6 +53,14 @@ _GENERATION_FLIGHT = "generation"  # single-flight key of the first generation r
 _MEMORY_USAGE_SAMPLE = 100
 _WARM_CONCURRENCY = 8
 _MEMO_MAX_VALUE_BYTES = 16 * 1024
+
+
+class SharedReadFailed(RedisError):
+    """The shared GET this load joined failed; the load that issued it counts the failure."""
+
+
+class _LeaderCancelled(Exception):
+    """The load that issued a shared GET was cancelled; a joiner reads for itself."""
 
 
 def _in_flight_limit(client: Any, settings: Settings) -> int | None:
@@ -83,6 +92,7 @@ class ContextCache:
         "_memo",
         "_memo_max",
         "_poll_s",
+        "_reads",
         "_recovery_task",
         "_refresh_s",
         "_refresher",
@@ -110,6 +120,8 @@ class ContextCache:
         )
         self._dirty = DirtyUsers(settings.dirty_users_max)
         self._flights: SingleFlight[Any] = SingleFlight()
+        # GETs in flight per user: concurrent loads of one user share one Redis read.
+        self._reads: dict[int, asyncio.Future[bytes | None] | None] = {}
         self._generation: int | None = None
         self._ttl_ms = settings.cache_ttl_seconds * 1000
         self._jitter = settings.cache_ttl_jitter
@@ -138,7 +150,7 @@ class ContextCache:
             result = await self._load_slow(user_id, loader)
         else:
             try:
-                raw = await self._store.get(user_id, generation)
+                raw = await self._read(user_id, generation)
             except REDIS_ERRORS as exc:
                 self._redis_failed(exc)
                 metrics.ERROR.inc()
@@ -169,6 +181,42 @@ class ContextCache:
             metrics.LOAD_DATABASE.observe(elapsed)
         return result
 
+    async def _read(self, user_id: int, generation: int) -> bytes | None:
+        """One GET of the user's value, shared by every load of that user meanwhile.
+
+        A burst of loads for one user (hundreds in the same millisecond) would otherwise
+        queue hundreds of GETs behind the connection pool; the tail of that queue times
+        out, and each timed-out load falls back to Postgres after the first fill has
+        already finished. Joiners see the leader's value, or its error as a
+        :class:`SharedReadFailed` (one Redis failure counts once for the breaker).
+        """
+        if user_id in self._reads:
+            shared = self._reads[user_id]
+            if shared is None:  # the first joiner makes the future the leader will settle
+                shared = self._reads[user_id] = asyncio.get_running_loop().create_future()
+            try:
+                return await asyncio.shield(shared)
+            except _LeaderCancelled:
+                return await self._read(user_id, generation)  # read it ourselves
+            except REDIS_ERRORS as exc:
+                raise SharedReadFailed() from exc
+        # The leader: no future unless someone joins, so an uncontended hit pays two dict
+        # operations for this.
+        self._reads[user_id] = None
+        try:
+            raw = await self._store.get(user_id, generation)
+        except BaseException as exc:
+            shared = self._reads.pop(user_id, None)
+            if shared is not None:
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                shared.set_exception(_LeaderCancelled() if cancelled else exc)
+                shared.exception()  # retrieved, even if every joiner has gone
+            raise
+        shared = self._reads.pop(user_id, None)
+        if shared is not None:
+            shared.set_result(raw)
+        return raw
+
     async def _load_slow(self, user_id: int, loader: Loader) -> LoadResult:
         """Loads that cannot take the one-GET path: no generation yet, breaker, dirty user."""
         if self._breaker.closed and self._generation is None:
@@ -182,7 +230,7 @@ class ContextCache:
             return await self._flights.do(user_id, lambda: self._from_database(loader))
         generation = self._generation
         try:
-            raw = await self._store.get(user_id, generation)
+            raw = await self._read(user_id, generation)
         except REDIS_ERRORS as exc:
             self._redis_failed(exc)
             metrics.ERROR.inc()
@@ -423,6 +471,8 @@ class ContextCache:
     # -------------------------------------------------------- breaker, recovery
 
     def _redis_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, SharedReadFailed):
+            return  # the load that issued the read already counted this failure
         if isinstance(exc, LoopStalled):
             metrics.LOOP_STALLS.inc()  # our loop was late, not Redis: the breaker stays out
             return

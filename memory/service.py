@@ -200,8 +200,10 @@ class LongTermMemoryService:
         """
         _check_user_id(user_id)
         s = self._settings
+        committing = False
         try:
-            async with self._db.transaction() as session:
+            async with self._db.sessionmaker() as session:
+                transaction = await session.begin()
                 repo = MemoryRepository(session)
                 version = await repo.bump_version(user_id)
                 result = await work(repo)
@@ -211,11 +213,16 @@ class LongTermMemoryService:
                     preferences=s.context_max_preferences,
                     entities=s.context_max_entities,
                 )
+                committing = True
+                await transaction.commit()
         except _UNAVAILABLE as exc:
             MEMORY_WRITES.labels("error").inc()
-            # The commit may or may not have happened: never let the cache keep an older
-            # context than what Postgres might now hold.
-            await self._cache.invalidate(user_id)
+            if committing:
+                # The connection failed during COMMIT: the write may or may not be in
+                # Postgres. Never let the cache keep an older context than Postgres might
+                # now hold. (A write that failed before COMMIT rolled back: Redis is
+                # not touched at all.)
+                await self._cache.invalidate(user_id)
             raise StoreUnavailable(f"database unavailable; the write was not saved: {exc}") from exc
         except DBAPIError as exc:
             MEMORY_WRITES.labels("rejected").inc()
