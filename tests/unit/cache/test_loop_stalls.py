@@ -12,6 +12,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from memlayer.cache import ContextCache
 from memlayer.cache import metrics as cache_metrics
@@ -43,7 +44,11 @@ async def test_deadline_expiring_on_time_is_a_plain_timeout():
 
 
 class StallingRedis:
-    """fakeredis whose GET, once ``stalling`` is set, holds the loop and never answers."""
+    """fakeredis whose GET, once ``stalling`` is set, holds the loop past the timeout.
+
+    Then it fails the way redis-py does when its socket timer finally runs: with its own
+    TimeoutError, long after the deadline was due.
+    """
 
     def __init__(self) -> None:
         self._inner = fakeredis.FakeAsyncRedis()
@@ -55,7 +60,7 @@ class StallingRedis:
     async def get(self, key: Any) -> Any:
         if self.stalling:
             await _hold_the_loop(0.15)
-            await asyncio.get_running_loop().create_future()
+            raise RedisTimeoutError("Timeout reading from socket")
         return await self._inner.get(key)
 
 
