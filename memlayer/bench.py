@@ -14,6 +14,7 @@ import random
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from memlayer.cache import ContextCache, NullContextCache, make_redis_client
 from memlayer.cache.codec import HEADER_LEN
-from memlayer.cache.keys import context_key
+from memlayer.cache.keys import context_key, scan_pattern
 from memlayer.memory.db import Database
 from memlayer.memory.metrics import DB_QUERIES
 from memlayer.memory.models import User
@@ -134,7 +135,7 @@ async def _ensure_database(settings: Settings) -> Settings:
         update={
             "database_url": bench_url,
             "redis_url": settings.redis_url or "redis://127.0.0.1:6379/0",
-            "cache_key_prefix": "memlayer-bench",
+            "cache_key_prefix": "memlayer-bench",  # made unique per run below
         }
     )
 
@@ -176,7 +177,11 @@ async def run_bench(
     stampede: int,
 ) -> int:
     settings = await _ensure_database(settings)
-    print(f"memlayer bench: {settings.database_url} + {settings.redis_url}")
+    # Keys of their own: values left by an earlier bench would reach their TTL mid-run
+    # and show up as misses that have nothing to do with the code being measured.
+    prefix = f"{settings.cache_key_prefix}-run-{uuid.uuid4().hex[:8]}"
+    settings = settings.model_copy(update={"cache_key_prefix": prefix})
+    print(f"memlayer bench: {settings.database_url} + {settings.redis_url} (keys {prefix}:*)")
     database = Database.from_settings(settings)
     redis = make_redis_client(settings)
     try:
@@ -186,6 +191,9 @@ async def run_bench(
             for n in range(1, runs + 1)
         ]
     finally:
+        stale = [key async for key in redis.scan_iter(match=scan_pattern(prefix), count=1000)]
+        for offset in range(0, len(stale), 1000):
+            await redis.delete(*stale[offset : offset + 1000])
         await redis.aclose()
         await database.aclose()
     _print_table(results, concurrency, loads)
