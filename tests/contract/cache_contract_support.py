@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -50,6 +51,19 @@ def make_context(user_id: int, version: int, memories: int = 2) -> MemoryContext
 
 
 @dataclass
+class CountingLoader:
+    """A loader that records how often the database would have been queried."""
+
+    def __init__(self, context: MemoryContext) -> None:
+        self.context = context
+        self.calls = 0
+
+    async def __call__(self) -> MemoryContext:
+        self.calls += 1
+        await asyncio.sleep(0)  # let other loads pile up behind this one
+        return self.context
+
+
 class Backend:
     """One Redis flavour plus a private key prefix; builds caches and cleans up after."""
 

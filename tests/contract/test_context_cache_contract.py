@@ -11,20 +11,7 @@ from typing import Any
 from memlayer.cache import CacheHooks
 from memlayer.cache.codec import SCHEMA, decode, encode, encode_marker, value_version
 from memlayer.records import LoadSource, MemoryContext
-from tests.contract.cache_contract_support import Backend, make_context, metric
-
-
-class CountingLoader:
-    """A loader that records how often the database would have been queried."""
-
-    def __init__(self, context: MemoryContext) -> None:
-        self.context = context
-        self.calls = 0
-
-    async def __call__(self) -> MemoryContext:
-        self.calls += 1
-        await asyncio.sleep(0)  # let other loads pile up behind this one
-        return self.context
+from tests.contract.cache_contract_support import Backend, CountingLoader, make_context, metric
 
 
 def count_commands(client: Any) -> list[str]:

@@ -21,7 +21,7 @@ from memlayer.cache import keys as cache_keys
 from memlayer.cache.codec import decode, encode_marker
 from memlayer.records import LoadSource, MemoryContext
 from memlayer.settings import Settings
-from tests.contract.cache_contract_support import make_context, metric
+from tests.contract.cache_contract_support import CountingLoader, make_context, metric
 from tests.support.tcp_proxy import ChaosProxy
 
 TIMEOUT_MS = 100
@@ -35,17 +35,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class CountingLoader:
-    def __init__(self, context: MemoryContext) -> None:
-        self.context = context
-        self.calls = 0
-
-    async def __call__(self) -> MemoryContext:
-        self.calls += 1
-        await asyncio.sleep(0)
-        return self.context
 
 
 def loader_of(context: MemoryContext) -> Loader:
