@@ -50,7 +50,6 @@ def make_context(user_id: int, version: int, memories: int = 2) -> MemoryContext
     )
 
 
-@dataclass
 class CountingLoader:
     """A loader that records how often the database would have been queried."""
 
@@ -64,6 +63,7 @@ class CountingLoader:
         return self.context
 
 
+@dataclass
 class Backend:
     """One Redis flavour plus a private key prefix; builds caches and cleans up after."""
 
