@@ -44,7 +44,7 @@ async def test_deadline_expiring_on_time_is_a_plain_timeout():
 
 
 class StallingRedis:
-    """fakeredis whose GET, once ``stalling`` is set, holds the loop past the timeout.
+    """fakeredis whose context GETs, once ``stalling`` is set, hold the loop past the timeout.
 
     Then it fails the way redis-py does when its socket timer finally runs: with its own
     TimeoutError, long after the deadline was due.
@@ -58,7 +58,8 @@ class StallingRedis:
         return getattr(self._inner, name)
 
     async def get(self, key: Any) -> Any:
-        if self.stalling:
+        if self.stalling and key.endswith(b":ctx" if isinstance(key, bytes) else ":ctx"):
+            # Context reads only: the cache's background generation refresh is not a load.
             await _hold_the_loop(0.15)
             raise RedisTimeoutError("Timeout reading from socket")
         return await self._inner.get(key)
@@ -84,7 +85,9 @@ async def test_loads_during_loop_stalls_fall_back_without_opening_the_breaker():
     for _ in range(5):
         result = await cache.load(7, loader)
         assert result.source is LoadSource.DATABASE and result.context == context
-    assert _stalls() - before == 5
+    # At least ours: any other cache alive on this loop (a session-wide live server) sees
+    # the same stalls of the one loop and counts them too.
+    assert _stalls() - before >= 5
     assert not cache.breaker_open, "five stalls of our own loop are not a Redis outage"
     client.stalling = False
     assert (await cache.load(7, loader)).source is LoadSource.CACHE
