@@ -56,8 +56,9 @@ async def test_mixed_smoke_run_has_no_failures_and_returning_users_hit_the_cache
         n for persona, counts in sources.items() if persona != "anonymous" for n in counts.values()
     )
     assert anonymous_sessions > 0
-    # Every new memory row comes from a signed-in turn: anonymous turns saved nothing.
-    assert rows_after - rows_before <= signed_in_turns
+    # Every new memory row comes from a signed-in turn: anonymous turns saved nothing. A
+    # turn still in flight when Locust stops is saved but never tallied: one per user.
+    assert rows_after - rows_before <= signed_in_turns + 50
 
 
 async def test_distributed_mode_merges_the_workers_results(server, api_settings, tmp_path):
