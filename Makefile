@@ -43,7 +43,7 @@ test: lint services test-deps
 
 ## test-fast: unit and contract tests on fakeredis only (no services, no browsers), seconds
 test-fast: install
-	$(BIN)/python -m pytest -m "(unit or contract) and not services and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "(unit or contract) and not external and not slow" $(PYTEST_ARGS)
 
 ## lint: ruff (rules and formatting) and mypy, as `make test` runs them first
 lint: install
