@@ -17,10 +17,10 @@ $(PACKAGE_FILES): FORCE
 	@find $(PACKAGE_DIRS) -type f ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
-$(STAMP): pyproject.toml $(PACKAGE_FILES)
+$(STAMP): pyproject.toml Makefile $(PACKAGE_FILES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]" --config-settings editable_mode=strict
+	$(BIN)/python -m pip install --quiet -e ".[embedded,dev]" --config-settings editable_mode=strict
 	touch $(STAMP)
 
 install: $(STAMP)
