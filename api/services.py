@@ -6,10 +6,9 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from memlayer.api.auth import TokenService
-from memlayer.cache import ContextCache, NullContextCache, make_redis_client
+from memlayer.cache import ContextCache, NullContextCache, RedisClient, make_redis_client
 from memlayer.memory.db import Database
 from memlayer.memory.history import ChatHistory
 from memlayer.memory.service import LongTermMemoryService
@@ -25,7 +24,7 @@ log = logging.getLogger("memlayer")
 class AppServices:
     settings: Settings
     database: Database
-    redis: Any | None
+    redis: RedisClient | None
     cache: ContextCache | NullContextCache
     memory: LongTermMemoryService
     sessions: SessionManager

@@ -3,7 +3,8 @@
 URL forms (``MEMLAYER_REDIS_URL``):
 
 * unset — embedded mode: an in-process ``fakeredis`` server with Lua. Good for a laptop
-  and for tests; the cache lives and dies with the process.
+  and for tests; the cache lives and dies with the process. ``fakeredis`` comes with the
+  ``embedded`` extra (``pip install 'memlayer[embedded]'``), imported only here.
 * ``redis://[user:pass@]host:port/db`` or ``rediss://...`` — one Redis server.
 * ``redis+cluster://host:port`` or ``rediss+cluster://host:port`` — Redis Cluster; the
   address is any one node, the rest are discovered.
@@ -17,17 +18,21 @@ A failed Redis call falls back to Postgres instead.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeAlias
 
-import fakeredis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from memlayer.settings import Settings
+from memlayer.settings import Settings, require_embedded_extra
 
 log = logging.getLogger("memlayer.cache")
+
+# The one client type the tier talks to: a Redis server, a Redis Cluster, or the embedded
+# stand-in (fakeredis's FakeAsyncRedis is a redis.asyncio.Redis). Always built with
+# decode_responses=False: values are bytes.
+RedisClient: TypeAlias = Redis | RedisCluster
 
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 _embedded_logged = False
@@ -37,15 +42,11 @@ def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-def make_redis_client(settings: Settings) -> Redis | RedisCluster | fakeredis.FakeAsyncRedis:
+def make_redis_client(settings: Settings) -> RedisClient:
     """One client for the process; the caller owns it and closes it with ``aclose()``."""
     url = settings.redis_url
     if url is None:
-        global _embedded_logged
-        if not _embedded_logged:
-            log.info("cache: embedded mode (MEMLAYER_REDIS_URL unset): in-process fakeredis")
-            _embedded_logged = True
-        return fakeredis.FakeAsyncRedis(decode_responses=False)
+        return _embedded_client()
 
     timeout = settings.redis_timeout_ms / 1000
     common: dict[str, Any] = {
@@ -72,3 +73,16 @@ def make_redis_client(settings: Settings) -> Redis | RedisCluster | fakeredis.Fa
         **common,
     )
     return Redis.from_pool(pool)
+
+
+def _embedded_client() -> Redis:
+    require_embedded_extra(
+        "fakeredis", "MEMLAYER_REDIS_URL is not set, so memlayer would use an in-process Redis"
+    )
+    import fakeredis  # the embedded extra; a Postgres + Redis deployment goes without
+
+    global _embedded_logged
+    if not _embedded_logged:
+        log.info("cache: embedded mode (MEMLAYER_REDIS_URL unset): in-process fakeredis")
+        _embedded_logged = True
+    return fakeredis.FakeAsyncRedis(decode_responses=False)

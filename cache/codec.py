@@ -60,7 +60,7 @@ def encode(context: MemoryContext) -> bytes:
     if context.user_id is None:
         raise CodecError("anonymous contexts are never cached")
     try:
-        payload = msgpack.packb(
+        payload: bytes = msgpack.packb(
             [
                 context.user_id,
                 [
@@ -136,3 +136,11 @@ def decode(raw: bytes) -> MemoryContext | None:
     except _DECODE_ERRORS as exc:
         raise CodecError(f"undecodable cache value: {exc}") from exc
     return MemoryContext(user_id, int(digits), mem_records, preferences, ent_records)
+
+
+def decode_for(user_id: int, raw: bytes) -> MemoryContext | None:
+    """:func:`decode` a value read under ``user_id``'s key; a foreign user's is corrupt."""
+    context = decode(raw)
+    if context is not None and context.user_id != user_id:
+        raise CodecError(f"a value of user {context.user_id} under the key of user {user_id}")
+    return context

@@ -25,7 +25,7 @@ class DirtyUsers:
     def __len__(self) -> int:
         return len(self._versions)
 
-    def __contains__(self, user_id: int) -> bool:
+    def __contains__(self, user_id: object) -> bool:
         return self.overflowed or user_id in self._versions
 
     def add(self, user_id: int, version: int) -> None:

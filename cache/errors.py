@@ -46,3 +46,11 @@ class LoopStalled(TimeoutError):
     def __init__(self, late_s: float) -> None:
         super().__init__(f"event loop stalled {late_s * 1000:.0f} ms past a Redis deadline")
         self.late_s = late_s
+
+
+class SharedReadFailed(RedisError):
+    """The shared GET this load joined failed; the load that issued it counts the failure.
+
+    One Redis failure must count once for the circuit breaker, however many loads of
+    the same user were waiting on that one read.
+    """

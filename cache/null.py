@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from memlayer.cache.port import CacheStats, Loader
+from memlayer.cache.port import Loader
+from memlayer.cache.stats import CacheStats, RequestCounts
 from memlayer.records import LoadResult, LoadSource, MemoryContext
 
 
@@ -29,11 +30,7 @@ class NullContextCache:
     async def stats(self) -> CacheStats:
         return CacheStats(
             enabled=False,
-            hits=0,
-            misses=0,
-            errors=0,
-            bypasses=0,
-            hit_ratio=None,
+            requests=RequestCounts(),
             keys=None,
             bytes_used=None,
             breaker_state="disabled",

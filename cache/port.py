@@ -8,29 +8,14 @@ cluster or embedded fakeredis) and :class:`~memlayer.cache.null.NullContextCache
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
+from memlayer.cache.stats import CacheStats
 from memlayer.records import LoadResult, MemoryContext
 
+__all__ = ["CachePort", "CacheStats", "Loader"]
+
 Loader = Callable[[], Awaitable[MemoryContext]]
-
-
-@dataclass(frozen=True, slots=True)
-class CacheStats:
-    """A snapshot for the ops page and ``memlayer cache stats``."""
-
-    enabled: bool
-    hits: int
-    misses: int
-    errors: int
-    bypasses: int
-    hit_ratio: float | None  # hits / (hits + misses + errors + bypasses); None before any load
-    keys: int | None  # memlayer keys of this prefix (SCAN); None if Redis did not answer
-    bytes_used: int | None  # MEMORY USAGE, extrapolated from a sample; None if unsupported
-    breaker_state: str
-    generation: int | None
-    dirty_users: int
 
 
 class CachePort(Protocol):

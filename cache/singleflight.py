@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
+from functools import partial
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -32,7 +33,7 @@ class SingleFlight(Generic[T]):
         if task is None:
             task = asyncio.ensure_future(work())
             self._flights[key] = task
-            task.add_done_callback(lambda t, k=key: self._done(k, t))
+            task.add_done_callback(partial(self._done, key))
         return await asyncio.shield(task)
 
     def _done(self, key: Hashable, task: asyncio.Task[T]) -> None:

@@ -1,10 +1,12 @@
 """Redis commands of the cache tier: one method per round trip, no policy.
 
 The store knows keys and scripts; it does not know about breakers, single-flight or
-metrics (``context_cache`` composes those). Every call is bounded by the Redis timeout
-as a whole (pool wait, connect, send and read together), so no caller ever waits longer
-than ``redis_timeout_ms`` on a hung server. redis-py closes a connection whose command
-was interrupted, so a timeout or a cancellation never leaves an unread reply in the pool.
+metrics (``context_cache`` composes those). Script replies come back as named outcomes
+(``fill.LeaseAttempt``, ``fill.FillResult``), so no caller decodes Lua's numbers.
+Every call is bounded by the Redis timeout as a whole (pool wait, connect, send and read
+together), so no caller ever waits longer than ``redis_timeout_ms`` on a hung server.
+redis-py closes a connection whose command was interrupted, so a timeout or a
+cancellation never leaves an unread reply in the pool.
 """
 
 from __future__ import annotations
@@ -12,18 +14,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from time import monotonic
+from types import TracebackType
 from typing import Any
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from memlayer.cache import keys, scripts
+from memlayer.cache.client import RedisClient
 from memlayer.cache.codec import SCHEMA
 from memlayer.cache.errors import LoopStalled
+from memlayer.cache.fill import (
+    LEASE_ACQUIRED,
+    LEASE_BUSY,
+    FillResult,
+    LeaseAttempt,
+    LeaseRelease,
+    LeaseState,
+)
 
 # What a client-side timeout looks like: redis-py's own, or asyncio's.
 _TIMEOUTS = (RedisTimeoutError, TimeoutError)
 
 _NO_BYTES = b""
+# The FILL script's lease reply: 1 held and released, 0 lost, -1 none held.
+_LEASE_REPLIES = {1: LeaseRelease.RELEASED, 0: LeaseRelease.LOST, -1: LeaseRelease.NOT_HELD}
 
 
 class Deadline:
@@ -45,9 +59,14 @@ class Deadline:
         self._timeout = asyncio.timeout_at(self._start + self._budget)
         await self._timeout.__aenter__()
 
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
-            return await self._timeout.__aexit__(exc_type, exc, tb)
+            await self._timeout.__aexit__(exc_type, exc, tb)
         except TimeoutError as timeout:
             late = self._loop.time() - self._start - self._budget
             if late > self._budget / 2:
@@ -70,7 +89,7 @@ class ContextStore:
     )
 
     def __init__(
-        self, client: Any, prefix: str, timeout_s: float, max_in_flight: int | None = None
+        self, client: RedisClient, prefix: str, timeout_s: float, max_in_flight: int | None = None
     ) -> None:
         self._client = client
         self._prefix = prefix
@@ -82,6 +101,16 @@ class ContextStore:
         self._fill = client.register_script(scripts.FILL)
         self._invalidate = client.register_script(scripts.INVALIDATE)
         self._release = client.register_script(scripts.RELEASE)
+
+    @property
+    def client(self) -> RedisClient:
+        """The client this store sends through (owned by the app's lifespan, not by us)."""
+        return self._client
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of every key this store touches (see ``keys``)."""
+        return self._prefix
 
     async def _run(self, command: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         """Run one command, behind the gate when there is one (callers hold the timeout)."""
@@ -100,10 +129,11 @@ class ContextStore:
         key = keys.context_key(self._prefix, user_id, generation)
         started = monotonic()
         try:
+            # The client decodes nothing (decode_responses=False): values are bytes.
             if self._gate is None:
-                return await self._client.get(key)
+                return await self._client.get(key)  # type: ignore[return-value]
             async with self._gate:
-                return await self._client.get(key)
+                return await self._client.get(key)  # type: ignore[return-value]
         except _TIMEOUTS as timeout:
             late = monotonic() - started - self._timeout
             if late > self._timeout / 2:
@@ -112,8 +142,8 @@ class ContextStore:
 
     async def acquire(
         self, user_id: int, generation: int, token: bytes, lease_ms: int, corrupt: bytes | None
-    ) -> bytes | bool:
-        """A complete value if one is there now, else True if we took the fill lease."""
+    ) -> LeaseAttempt:
+        """A complete value if one is there now, else whether we took the fill lease."""
         async with Deadline(self._timeout):
             result = await self._run(
                 self._acquire,
@@ -124,8 +154,8 @@ class ContextStore:
                 args=(SCHEMA, token, lease_ms, corrupt or _NO_BYTES),
             )
         if isinstance(result, bytes):
-            return result
-        return result == 1
+            return LeaseAttempt(LeaseState.FILLED, result)
+        return LEASE_ACQUIRED if result == 1 else LEASE_BUSY
 
     async def fill(
         self,
@@ -135,8 +165,8 @@ class ContextStore:
         ttl_ms: int,
         token: bytes | None,
         corrupt: bytes | None,
-    ) -> tuple[bool, bool | None]:
-        """Set-if-newer, releasing our lease. Returns (stored, lease held: True/False/None)."""
+    ) -> FillResult:
+        """Set-if-newer, releasing our lease (see ``scripts.FILL``)."""
         async with Deadline(self._timeout):
             stored, lease = await self._run(
                 self._fill,
@@ -146,7 +176,7 @@ class ContextStore:
                 ),
                 args=(SCHEMA, value, ttl_ms, token or _NO_BYTES, corrupt or _NO_BYTES),
             )
-        return stored == 1, (None if lease == -1 else lease == 1)
+        return FillResult(stored == 1, _LEASE_REPLIES[lease])
 
     async def invalidate(
         self, user_id: int, generation: int, marker: bytes, ttl_ms: int, *, force: bool
@@ -161,7 +191,7 @@ class ContextStore:
                 ),
                 args=(SCHEMA, marker, ttl_ms, b"1" if force else b"0"),
             )
-        return written == 1
+        return int(written) == 1
 
     async def release(self, user_id: int, generation: int, token: bytes) -> None:
         """Give up a lease we hold, by token, so waiters need not sit out its expiry."""
@@ -192,4 +222,5 @@ class ContextStore:
 
     async def memory_usage(self, key: bytes) -> int | None:
         async with Deadline(self._timeout):
-            return await self._run(self._client.memory_usage, key)
+            usage: int | None = await self._run(self._client.memory_usage, key)
+        return usage

@@ -15,12 +15,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from memlayer.settings import Settings
+from memlayer.settings import Settings, require_embedded_extra
 
 
 def make_engine(url: str, settings: Settings) -> AsyncEngine:
     """An async engine tuned for the dialect: pooled asyncpg, or SQLite with FKs on."""
     if url.startswith("sqlite"):
+        require_embedded_extra("aiosqlite", f"the database URL {url!r} is SQLite")
         engine = create_async_engine(url, connect_args={"timeout": 15})
 
         @event.listens_for(engine.sync_engine, "connect")

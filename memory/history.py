@@ -60,9 +60,10 @@ class ChatHistory:
                 update(ChatSession).where(ChatSession.session_id == conv).values(updated_at=now)
             )
             await db.flush()
-            return await db.scalar(
+            count = await db.scalar(
                 select(func.count()).select_from(ChatMessage).where(ChatMessage.session_id == conv)
             )
+            return count or 0
 
     async def list_conversations(self, user_id: int, limit: int = 10) -> list[ConversationSummary]:
         """The user's conversations, newest first, each with its last message."""

@@ -70,7 +70,10 @@ class MemoryRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-        self._dialect = session.bind.dialect.name
+        bind = session.bind
+        if bind is None:
+            raise ValueError("MemoryRepository needs a session bound to an engine")
+        self._dialect = bind.dialect.name
 
     def _insert(self, table: Any) -> Any:
         module = postgresql if self._dialect == "postgresql" else sqlite
@@ -92,9 +95,10 @@ class MemoryRepository:
             .returning(MemoryVersion.version)
         )
         try:
-            return (await self._session.execute(stmt)).scalar_one()
+            version: int = (await self._session.execute(stmt)).scalar_one()
         except IntegrityError as exc:  # the foreign key to users: no such user
             raise UnknownUser(user_id) from exc
+        return version
 
     async def insert_memory(
         self,

@@ -12,7 +12,8 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -38,6 +39,15 @@ from memlayer.settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Written(Generic[T]):
+    """A committed memory write: what its work returned, and the user's new version."""
+
+    result: T
+    version: int
+
 
 # Errors that mean "Postgres is not answering", as opposed to a bug or bad input.
 _UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError)
@@ -150,23 +160,23 @@ class LongTermMemoryService:
             await repo.record_entities(user_id, ents)
             return record
 
-        return await self._write(user_id, work)
+        return (await self._write(user_id, work)).result
 
     async def upsert_preferences(self, user_id: int | None, preferences: Mapping[str, Any]) -> int:
         """Set preference values by key; returns the new memory version (0 if anonymous)."""
         if user_id is None:
             return 0
         prefs = self._check_preferences(preferences)
-        return await self._write(
-            user_id, lambda repo: repo.upsert_preferences(user_id, prefs), True
-        )
+        written = await self._write(user_id, lambda repo: repo.upsert_preferences(user_id, prefs))
+        return written.version
 
     async def record_entities(self, user_id: int | None, entities: Sequence[EntityInput]) -> int:
         """Count mentions (up) and move last-seen; returns the new memory version."""
         if user_id is None:
             return 0
         ents = _check_entities(entities)
-        return await self._write(user_id, lambda repo: repo.record_entities(user_id, ents), True)
+        written = await self._write(user_id, lambda repo: repo.record_entities(user_id, ents))
+        return written.version
 
     async def delete_memory(self, user_id: int | None, memory_id: int) -> int:
         """Delete one of the user's own memories; MemoryNotFound for anyone else's."""
@@ -179,20 +189,17 @@ class LongTermMemoryService:
             if not await repo.delete_memory(user_id, memory_id):
                 raise MemoryNotFound(memory_id)
 
-        return await self._write(user_id, work, True)
+        return (await self._write(user_id, work)).version
 
     async def forget_user(self, user_id: int | None) -> int:
         """Remove every memory, preference and entity; the cache gets an empty context."""
         if user_id is None:
             return 0
-        return await self._write(user_id, lambda repo: repo.forget(user_id), True)
+        return (await self._write(user_id, lambda repo: repo.forget(user_id))).version
 
     async def _write(
-        self,
-        user_id: int,
-        work: Callable[[MemoryRepository], Awaitable[T]],
-        return_version: bool = False,
-    ) -> Any:
+        self, user_id: int, work: Callable[[MemoryRepository], Awaitable[T]]
+    ) -> Written[T]:
         """Bump the version, do the work, read the new context, commit, write through.
 
         The context is read inside the same transaction, after the version row lock, so
@@ -237,7 +244,7 @@ class LongTermMemoryService:
             raise
         MEMORY_WRITES.labels("ok").inc()
         await self._cache.write_through(context)
-        return version if return_version else result
+        return Written(result, version)
 
     # --- validation -------------------------------------------------------------------
 

@@ -11,12 +11,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from memlayer.memory.service import LongTermMemoryService
+from memlayer.records import LoadSource
 from memlayer.supervisor.events import ProgressEmitter
 from memlayer.supervisor.nodes import execute, initialize, planning, response
 from memlayer.supervisor.planner import Planner, RuleBasedPlanner
@@ -46,7 +48,7 @@ class TurnResult:
     response: str
     intent: str
     memory_count: int
-    memory_source: str  # "cache" | "database" | "none"
+    memory_source: LoadSource
     saved_memory_id: int | None
 
 
@@ -107,7 +109,7 @@ class ChatWorkflow:
             response=final["response"],
             intent=final["intent"],
             memory_count=len(state["loaded_memories"]),
-            memory_source=state["memory_source"],
+            memory_source=LoadSource(state["memory_source"]),
             saved_memory_id=state["saved_memory_id"],
         )
 
@@ -117,5 +119,5 @@ class ChatWorkflow:
         return snapshot.values  # type: ignore[return-value]
 
     @staticmethod
-    def _config(session_id: str) -> dict[str, Any]:
+    def _config(session_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": session_id}}

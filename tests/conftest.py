@@ -1,74 +1,49 @@
-"""Shared fixtures: a real Postgres database per test run, created and dropped here.
+"""Shared fixtures (a real Postgres database per test run) and the suites' markers.
 
 The integration tests never skip: if Postgres or Redis cannot be reached the run fails
 with a message that names what is missing (``make test`` starts both when it can).
+Helpers live in ``tests/support/``; this module only wires them into fixtures.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
-import asyncpg
 import pytest
-from alembic import command
-from sqlalchemy.engine import make_url
 
 from memlayer.memory.db import Database
 from memlayer.memory.models import User
 from memlayer.memory.service import LongTermMemoryService
-from memlayer.migrations import alembic_config
 from memlayer.settings import Settings
+from tests.support.services import (
+    base_database_url,
+    base_redis_url,
+    create_database,
+    drop_database,
+    migrate,
+)
 
-DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
+__all__ = ["base_database_url", "base_redis_url"]  # kept importable for older imports
 
-
-def base_database_url() -> str:
-    return os.environ.get("MEMLAYER_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
-
-
-def base_redis_url() -> str:
-    return os.environ.get("MEMLAYER_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
-
-
-def _asyncpg_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def create_database(prefix: str = "memlayer_test") -> str:
-    """Create a fresh, empty database on the test server; returns its SQLAlchemy URL."""
-    base = base_database_url()
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = await asyncpg.connect(_asyncpg_dsn(base), timeout=10)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {base} ({exc}). Run `make test` (it starts the "
-            "local server) or set MEMLAYER_TEST_DATABASE_URL.",
-            pytrace=False,
-        )
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return make_url(base).set(database=name).render_as_string(hide_password=False)
+TESTS = Path(__file__).resolve().parent
+# Each suite is a directory; integration and e2e tests need the real services.
+SUITE_MARKS = {
+    "unit": (pytest.mark.unit,),
+    "contract": (pytest.mark.contract,),
+    "integration": (pytest.mark.integration, pytest.mark.external),
+    "e2e": (pytest.mark.e2e, pytest.mark.external, pytest.mark.slow),
+}
 
 
-async def drop_database(url: str) -> None:
-    name = make_url(url).database
-    admin = await asyncpg.connect(_asyncpg_dsn(base_database_url()), timeout=10)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-async def migrate(url: str, revision: str = "head") -> None:
-    await asyncio.to_thread(command.upgrade, alembic_config(url), revision)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its suite (by directory), so ``-m`` can pick suites."""
+    for item in items:
+        suite = item.path.relative_to(TESTS).parts[0]
+        for mark in SUITE_MARKS.get(suite, ()):
+            item.add_marker(mark)
 
 
 @pytest.fixture(scope="session")

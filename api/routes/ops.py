@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from prometheus_client import REGISTRY
 
 from memlayer.api.deps import Services
+from memlayer.cache import RequestCounts
 
 router = APIRouter(prefix="/ops", tags=["ops"])
 
@@ -43,14 +44,10 @@ def _quantile(samples: Samples, source: str, q: float) -> float | None:
 
 def summary_numbers() -> dict[str, Any]:
     samples = _samples()
-    requests = {
-        r: _sum(samples, "memlayer_cache_requests_total", result=r)
-        for r in ("hit", "miss", "error", "bypass")
-    }
-    lookups = sum(requests.values())
+    requests = RequestCounts.now()
     return {
-        "cache_requests": requests,
-        "hit_ratio": (requests["hit"] / lookups) if lookups else None,
+        "cache_requests": requests.by_result(),
+        "hit_ratio": requests.hit_ratio,
         "db_queries_total": _sum(samples, "memlayer_db_queries_total"),
         "fills": {
             o: _sum(samples, "memlayer_cache_fills_total", outcome=o)

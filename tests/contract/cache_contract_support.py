@@ -1,66 +1,20 @@
-"""Helpers of the cache contract suite (a uniquely named module, importable from tests)."""
+"""The contract suite's backend: one Redis flavour, a private key prefix, its caches.
+
+Shared helpers (context builders, counting loaders, metrics, redis-server processes) live
+in ``tests/support/``; this module holds what only the contract suite needs.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
-import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import fakeredis
-from prometheus_client import REGISTRY
 
 from memlayer.cache import CacheHooks, ContextCache, make_redis_client
 from memlayer.cache import keys as cache_keys
-from memlayer.records import EntityRecord, MemoryContext, MemoryRecord
 from memlayer.settings import Settings
-
-REDIS_URL = os.environ.get("MEMLAYER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def metric(name: str, **labels: str) -> float:
-    """Current value of a metric sample (tests compare deltas: the registry is global)."""
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def make_context(user_id: int, version: int, memories: int = 2) -> MemoryContext:
-    seoul = timezone(timedelta(hours=9))
-    base = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=seoul)
-    return MemoryContext(
-        user_id=user_id,
-        version=version,
-        memories=tuple(
-            MemoryRecord(
-                id=version * 100 + i,
-                summary=f"v{version} 대화 요약 #{i} — café ☕",
-                intent="recommend" if i % 2 else None,
-                entities=("서울", "Busan"),
-                message_count=i + 1,
-                created_at=base - timedelta(minutes=i),
-                chat_session_id=f"cs-{i}" if i else None,
-            )
-            for i in range(memories)
-        ),
-        preferences={"language": "ko", "diet": ["vegan", 1, 2.5, None, True]},
-        entities=(EntityRecord("city", "서울", version + 3, datetime(2024, 5, 1, tzinfo=UTC)),),
-    )
-
-
-class CountingLoader:
-    """A loader that records how often the database would have been queried."""
-
-    def __init__(self, context: MemoryContext) -> None:
-        self.context = context
-        self.calls = 0
-
-    async def __call__(self) -> MemoryContext:
-        self.calls += 1
-        await asyncio.sleep(0)  # let other loads pile up behind this one
-        return self.context
 
 
 @dataclass
@@ -116,31 +70,3 @@ class Backend:
                 await client.delete(key)
         for client in self.clients:
             await client.aclose()
-
-
-def free_port(*, with_bus: bool = False) -> int:
-    """A free loopback port (and port+10000 for a cluster bus when asked)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if not with_bus:
-            return port
-        if port + 10000 < 65536:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port + 10000))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
-
-
-def wait_for(predicate: Any, what: str, timeout: float = 20.0) -> None:
-    """Bounded polling for an external process to become ready (not test synchronisation)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")

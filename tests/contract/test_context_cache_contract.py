@@ -11,7 +11,9 @@ from typing import Any
 from memlayer.cache import CacheHooks
 from memlayer.cache.codec import SCHEMA, decode, encode, encode_marker, value_version
 from memlayer.records import LoadSource, MemoryContext
-from tests.contract.cache_contract_support import Backend, CountingLoader, make_context, metric
+from tests.contract.cache_contract_support import Backend
+from tests.support.contexts import CountingLoader, make_context
+from tests.support.metrics import metric
 
 
 def count_commands(client: Any) -> list[str]:
@@ -44,7 +46,7 @@ async def test_hit_is_served_from_redis_in_one_round_trip(backend: Backend) -> N
     cache = backend.cache()
     loader = CountingLoader(make_context(2, 5))
     await cache.load(2, loader)
-    sent = count_commands(cache._store._client)
+    sent = count_commands(cache.client)
     hits_before = metric("memlayer_cache_requests_total", result="hit")
 
     result = await cache.load(2, loader)

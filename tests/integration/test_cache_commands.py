@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from memlayer import cachectl
-from memlayer.cache import ContextCache, make_redis_client
+from memlayer.cache import ContextCache, RequestCounts, make_redis_client
 from memlayer.cache.keys import scan_pattern
 from memlayer.memory.service import LongTermMemoryService
 from memlayer.records import LoadSource
+from tests.support.live_server import LiveServer
 
 
 async def test_warm_invalidate_and_stats(settings, database, make_user, capsys):
@@ -43,3 +45,27 @@ async def test_warm_invalidate_and_stats(settings, database, make_user, capsys):
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+async def test_stats_show_the_serving_process_hit_ratio_with_its_lookups(
+    settings, database, make_user, capsys
+):
+    own = settings.model_copy(update={"cache_key_prefix": f"ml-cli-{uuid.uuid4().hex[:8]}"})
+    server = await LiveServer(own).start()
+    try:
+        service = server.services.memory
+        uid = await make_user()
+        await service.load_context(uid)  # a miss, then a hit: lookups the server counted
+        await service.load_context(uid)
+
+        # Its own thread and loop, as the command runs: it asks the server over HTTP.
+        exit_code = await asyncio.to_thread(
+            asyncio.run, cachectl.stats(own, server_url=server.base_url)
+        )
+        assert exit_code == 0
+    finally:
+        await server.stop()
+    served = RequestCounts.now()  # the server ran in this process: the same counters
+    line = next(x for x in capsys.readouterr().out.splitlines() if "hit ratio" in x)
+    assert f"{served.hit_ratio:.2%}" in line
+    assert f"of {served.lookups:,.0f} lookups" in line and server.base_url in line

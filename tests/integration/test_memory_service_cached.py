@@ -19,12 +19,13 @@ from memlayer.cache.keys import context_key, scan_pattern
 from memlayer.memory.errors import InvalidMemory
 from memlayer.memory.metrics import DB_QUERIES
 from memlayer.memory.service import LongTermMemoryService
+from memlayer.metrics import current
 from memlayer.records import EntityInput, LoadSource
 from memlayer.settings import Settings
 
 
 def _context_loads() -> float:
-    return DB_QUERIES.labels("load_context")._value.get()
+    return current(DB_QUERIES.labels("load_context"))
 
 
 @pytest.fixture

@@ -14,14 +14,13 @@ from memlayer.memory.errors import InvalidMemory, MemoryNotFound, StoreUnavailab
 from memlayer.memory.metrics import DB_QUERIES
 from memlayer.memory.models import ConversationMemory, MemoryVersion, User
 from memlayer.memory.service import LongTermMemoryService
+from memlayer.metrics import current
 from memlayer.records import EntityInput, LoadSource
 from memlayer.settings import Settings
 
 
 def _queries() -> float:
-    return sum(
-        s.value for m in DB_QUERIES.collect() for s in m.samples if s.name.endswith("_total")
-    )
+    return current(DB_QUERIES)
 
 
 async def test_saved_memories_load_newest_first(pg_service, make_user):
@@ -284,7 +283,7 @@ async def test_recent_memories_query_uses_the_index(database: Database, settings
 def _writes(outcome: str) -> float:
     from memlayer.memory.metrics import MEMORY_WRITES
 
-    return MEMORY_WRITES.labels(outcome)._value.get()
+    return current(MEMORY_WRITES.labels(outcome))
 
 
 async def test_a_refused_write_is_rejected_not_a_store_failure(pg_service, make_user):

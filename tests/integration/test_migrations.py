@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from memlayer.migrations import alembic_config
-from tests.conftest import create_database, drop_database, migrate
+from tests.support.services import create_database, drop_database, migrate
 
 
 @pytest.fixture

@@ -378,6 +378,7 @@ PROMTOOL_MISSING = (
 )
 
 
+@pytest.mark.external  # promtool (scripts/test-deps.sh installs it)
 def test_promtool_is_on_path():
     assert shutil.which("promtool") is not None, PROMTOOL_MISSING
 
@@ -397,15 +398,18 @@ def run_promtool(promtool: str, *args: str) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
+@pytest.mark.external  # promtool (scripts/test-deps.sh installs it)
 def test_promtool_accepts_the_config_and_the_rules(promtool):
     run_promtool(promtool, "check", "config", str(PROMETHEUS))
     run_promtool(promtool, "check", "rules", str(ALERTS))
 
 
+@pytest.mark.external  # promtool (scripts/test-deps.sh installs it)
 def test_promtool_alert_unit_tests_pass(promtool):
     run_promtool(promtool, "test", "rules", str(ALERT_TESTS))
 
 
+@pytest.mark.external  # promtool (scripts/test-deps.sh installs it)
 def test_promtool_parses_every_dashboard_query(promtool, dashboard, tmp_path):
     rules = [
         {"record": f"dashboard:query_{i}", "expr": expr.replace("$__rate_interval", "1m")}

@@ -6,53 +6,18 @@ to the shared server at MEMLAYER_TEST_REDIS_URL.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.contract.cache_contract_support import free_port, wait_for
+from tests.support.redis_server import running_redis
 from tests.support.tcp_proxy import ChaosProxy
 
 
 @pytest.fixture(scope="module")
-def own_redis_port() -> Iterator[int]:
-    if shutil.which("redis-server") is None:
-        pytest.fail(
-            "redis-server not found: install Redis (apt-get install redis-server)",
-            pytrace=False,
-        )
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            *("--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no", "--daemonize", "no"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(
-            lambda: (
-                subprocess.run(
-                    ["redis-cli", "-p", str(port), "ping"],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                ).stdout.strip()
-                == "PONG"
-            ),
-            f"redis-server on :{port}",
-        )
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def own_redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.port
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from memlayer.cache import keys as cache_keys
 from memlayer.cache.codec import decode, encode_marker
 from memlayer.records import LoadSource, MemoryContext
 from memlayer.settings import Settings
-from tests.contract.cache_contract_support import CountingLoader, make_context, metric
+from tests.support.contexts import CountingLoader, make_context
+from tests.support.metrics import metric
 from tests.support.tcp_proxy import ChaosProxy
 
 TIMEOUT_MS = 100
@@ -147,7 +148,7 @@ async def test_writes_during_an_outage_are_never_served_stale_afterwards(
     assert not cache.breaker_open
 
     direct = Redis(port=own_redis_port)
-    key = cache_keys.context_key(cache._store._prefix, 1, cache.generation or 0)
+    key = cache_keys.context_key(cache.key_prefix, 1, cache.generation or 0)
     assert await direct.get(key) == encode_marker(2)
     await direct.aclose()
     after = await cache.load(1, loader_of(make_context(1, 2)))
@@ -209,9 +210,9 @@ async def test_cancelled_loads_leave_no_unread_reply_in_the_pool(
     assert 0 < cancelled < len(outcomes)
 
     # Every later reply must belong to its own request.
-    client = cache._store._client
+    client = cache.client
     direct = Redis(port=own_redis_port)
-    probe_keys = [f"{cache._store._prefix}:v1:probe:{i}" for i in range(200)]
+    probe_keys = [f"{cache.key_prefix}:v1:probe:{i}" for i in range(200)]
     for i, key in enumerate(probe_keys):
         await direct.set(key, f"value-{i}")
     values = await asyncio.gather(*(client.get(k) for k in probe_keys))
@@ -223,5 +224,5 @@ async def test_cancelled_loads_leave_no_unread_reply_in_the_pool(
     assert [r.context for r in results] == list(expected.values())
     assert not cache.breaker_open
     for user_id in cold:
-        raw = await client.get(cache_keys.context_key(cache._store._prefix, user_id, 0))
+        raw = await client.get(cache_keys.context_key(cache.key_prefix, user_id, 0))
         assert raw is not None and decode(raw) == expected[user_id]

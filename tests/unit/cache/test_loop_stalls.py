@@ -18,6 +18,7 @@ from memlayer.cache import ContextCache
 from memlayer.cache import metrics as cache_metrics
 from memlayer.cache.errors import LoopStalled
 from memlayer.cache.store import Deadline
+from memlayer.metrics import current
 from memlayer.records import LoadSource, MemoryContext
 from memlayer.settings import Settings
 
@@ -66,7 +67,7 @@ class StallingRedis:
 
 
 def _stalls() -> float:
-    return cache_metrics.LOOP_STALLS._value.get()
+    return current(cache_metrics.LOOP_STALLS)
 
 
 async def test_loads_during_loop_stalls_fall_back_without_opening_the_breaker():

@@ -8,10 +8,11 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import func, select
 
-from memlayer.cache import ContextCache, make_redis_client
+from memlayer.cache import ContextCache, RequestCounts, make_redis_client
 from memlayer.memory.db import Database
 from memlayer.memory.models import ConversationMemory
 from memlayer.memory.service import LongTermMemoryService
@@ -36,20 +37,40 @@ async def _opened(
 def _fmt_bytes(value: int | None) -> str:
     if value is None:
         return "n/a"
+    size = float(value)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+        if size < 1024:
+            return f"{size:.0f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
 
 
-def _served_summary(url: str) -> dict | None:
+def _served_summary(url: str) -> dict[str, Any] | None:
     """The serving process's own numbers (hit ratio, breaker), if one answers at ``url``."""
     try:
         with urllib.request.urlopen(f"{url}/api/v1/ops/summary", timeout=2) as response:
-            return json.loads(response.read())
+            summary = json.loads(response.read())
     except (OSError, ValueError):
         return None
+    return summary if isinstance(summary, dict) else None
+
+
+def _served_requests(summary: dict[str, Any]) -> RequestCounts:
+    """The server's lookups by result (this CLI's own process has served none)."""
+    by_result = summary.get("cache_requests") or {}
+    return RequestCounts(
+        hits=float(by_result.get("hit", 0)),
+        misses=float(by_result.get("miss", 0)),
+        errors=float(by_result.get("error", 0)),
+        bypasses=float(by_result.get("bypass", 0)),
+    )
+
+
+def _fmt_ratio(requests: RequestCounts) -> str:
+    ratio = requests.hit_ratio
+    if ratio is None:
+        return "n/a (no lookups yet)"
+    return f"{ratio:.2%}  ({requests.hits:,.0f} of {requests.lookups:,.0f} lookups)"
 
 
 async def stats(settings: Settings, server_url: str) -> int:
@@ -68,8 +89,7 @@ async def stats(settings: Settings, server_url: str) -> int:
         rows.append(("hit ratio", f"n/a (no memlayer server answers at {server_url})"))
         rows.append(("breaker (this CLI)", s.breaker_state))
     else:
-        ratio = served.get("hit_ratio")
-        rows.append(("hit ratio", f"{'n/a' if ratio is None else f'{ratio:.2%}'}  ({server_url})"))
+        rows.append(("hit ratio", f"{_fmt_ratio(_served_requests(served))}  {server_url}"))
         rows.append(("breaker (server)", "OPEN" if served.get("breaker_open") else "closed"))
     print("  memlayer cache stats")
     print("  " + "─" * 40)

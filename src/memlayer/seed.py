@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert
 
@@ -72,7 +73,7 @@ async def seed(
     password_hash = await asyncio.to_thread(hash_password, SEED_PASSWORD)
     started = time.perf_counter()
     ids: list[int] = []
-    rows = []
+    rows: list[tuple[str, int]] = []  # (email, user id) for the credentials file
     now = datetime.now(UTC)
     try:
         for offset in range(0, users, batch):
@@ -140,7 +141,7 @@ async def seed(
     )
 
 
-def _memory(rng: random.Random, user_id: int, index: int, now: datetime) -> dict:
+def _memory(rng: random.Random, user_id: int, index: int, now: datetime) -> dict[str, Any]:
     intent, template = rng.choice(TOPICS)
     district = rng.choice(DISTRICTS)
     return {

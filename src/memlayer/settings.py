@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import secrets
 from functools import lru_cache
@@ -11,6 +12,23 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger("memlayer")
+
+
+class MissingEmbeddedExtra(RuntimeError):
+    """Embedded mode (an unset database or Redis URL) without the ``embedded`` extra.
+
+    A Postgres + Redis deployment does not install SQLite's driver or the in-process
+    Redis stand-in; leaving a URL unset there is a configuration mistake, said plainly.
+    """
+
+
+def require_embedded_extra(module: str, why: str) -> None:
+    """Fail clearly unless ``module`` of the ``embedded`` extra is importable."""
+    if importlib.util.find_spec(module) is None:
+        raise MissingEmbeddedExtra(
+            f"{why}, but {module} is not installed. Configure the real service, or install "
+            "the embedded extra: pip install 'memlayer[embedded]'"
+        )
 
 
 class Settings(BaseSettings):
@@ -106,6 +124,9 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
+        require_embedded_extra(
+            "aiosqlite", "MEMLAYER_DATABASE_URL is not set, so memlayer would use embedded SQLite"
+        )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'memlayer.db').resolve()}"
 

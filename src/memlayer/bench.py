@@ -23,13 +23,14 @@ import msgpack
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from memlayer.cache import ContextCache, NullContextCache, make_redis_client
+from memlayer.cache import ContextCache, NullContextCache, RedisClient, make_redis_client
 from memlayer.cache.codec import HEADER_LEN
 from memlayer.cache.keys import context_key, scan_pattern
 from memlayer.memory.db import Database
 from memlayer.memory.metrics import DB_QUERIES
 from memlayer.memory.models import User
 from memlayer.memory.service import LongTermMemoryService
+from memlayer.metrics import current
 from memlayer.seed import print_summary, seed
 from memlayer.settings import Settings
 
@@ -51,14 +52,13 @@ class Measure:
 
 
 def _db_queries() -> float:
-    return sum(
-        s.value for m in DB_QUERIES.collect() for s in m.samples if s.name.endswith("_total")
-    )
+    return current(DB_QUERIES)
 
 
-async def _drive_once(
-    concurrency: int, plan: list[int], op: Callable[[int], Awaitable]
-) -> tuple[float, list[float]]:
+Op = Callable[[int], Awaitable[object]]
+
+
+async def _drive_once(concurrency: int, plan: list[int], op: Op) -> tuple[float, list[float]]:
     """Run the planned operations from ``concurrency`` workers; (elapsed, latencies)."""
     latencies: list[float] = []
     cursor = iter(plan)
@@ -77,7 +77,7 @@ async def _drive_once(
 
 
 async def _drive(
-    ops: dict[str, Callable[[int], Awaitable]],
+    ops: dict[str, Op],
     calls: int,
     concurrency: int,
     user_ids: list[int],
@@ -140,7 +140,9 @@ async def _ensure_database(settings: Settings) -> Settings:
     )
 
 
-async def _bench_user_ids(database: Database, users: int, memories: int, settings: Settings):
+async def _bench_user_ids(
+    database: Database, users: int, memories: int, settings: Settings
+) -> list[int]:
     async with database.sessionmaker() as db:
         ids = list(
             (
@@ -200,7 +202,27 @@ async def run_bench(
     return 0
 
 
-async def _one_run(database, redis, settings, ids, concurrency, loads, stampede, n):
+@dataclass(frozen=True)
+class RunResult:
+    a: Measure  # warm load_context
+    a_decoding: Measure  # the same, decoding every hit
+    b: Measure  # cache disabled
+    c: Measure  # bare GET + msgpack
+    queries_per_1000: float  # Postgres queries per 1,000 warm loads
+    stampede_queries: float  # Postgres queries for one cold-key stampede
+    stampede: int  # loads in that stampede
+
+
+async def _one_run(
+    database: Database,
+    redis: RedisClient,
+    settings: Settings,
+    ids: list[int],
+    concurrency: int,
+    loads: int,
+    stampede: int,
+    n: int,
+) -> RunResult:
     cache = ContextCache(redis, settings)
     service = LongTermMemoryService(database, settings, cache)
     # The same tier decoding every hit: what a load costs when its bytes are new to the process.
@@ -259,31 +281,30 @@ async def _one_run(database, redis, settings, ids, concurrency, loads, stampede,
     await cache.aclose()
     await undecoded.aclose()
     sys.stderr.write(" done\n")
-    return {
-        "a": warm,
-        "a_decoding": warm_decoding,
-        "b": db_only,
-        "c": limit,
+    return RunResult(
+        a=warm,
+        a_decoding=warm_decoding,
+        b=db_only,
+        c=limit,
         # (a') reads the same users and is counted too: both must stay off Postgres.
-        "queries_per_1000": warm_queries * 1000 / (2 * loads),
-        "stampede_queries": stampede_queries,
-        "stampede": stampede,
-    }
+        queries_per_1000=warm_queries * 1000 / (2 * loads),
+        stampede_queries=stampede_queries,
+        stampede=stampede,
+    )
 
 
-def _print_table(results: list[dict], concurrency: int, loads: int) -> None:
+def _print_table(results: list[RunResult], concurrency: int, loads: int) -> None:
     med = statistics.median
 
-    def row(key: str) -> str:
-        ms = [r[key] for r in results]
+    def row(ms: list[Measure]) -> str:
         return (
             f"  {ms[0].name:<30} {med(m.per_second for m in ms):>12,.0f} "
             f"{med(m.p50_ms for m in ms):>9.3f} {med(m.p99_ms for m in ms):>9.3f}"
         )
 
-    a = med(r["a"].per_second for r in results)
-    b = med(r["b"].per_second for r in results)
-    c = med(r["c"].per_second for r in results)
+    a = med(r.a.per_second for r in results)
+    b = med(r.b.per_second for r in results)
+    c = med(r.c.per_second for r in results)
     print()
     print(
         f"  memlayer bench — median of {len(results)} run(s), concurrency {concurrency}, "
@@ -291,18 +312,23 @@ def _print_table(results: list[dict], concurrency: int, loads: int) -> None:
     )
     print("  ─────────────────────────────────────────────────────────────────────")
     print(f"  {'':<30} {'loads/s':>12} {'p50 ms':>9} {'p99 ms':>9}")
-    for key in ("a", "a_decoding", "c", "b"):
-        print(row(key))
+    for column in (
+        [r.a for r in results],
+        [r.a_decoding for r in results],
+        [r.c for r in results],
+        [r.b for r in results],
+    ):
+        print(row(column))
     print("  ─────────────────────────────────────────────────────────────────────")
-    a_decoding = med(r["a_decoding"].per_second for r in results)
+    a_decoding = med(r.a_decoding.per_second for r in results)
     print(f"  a/c (target ≥ 0.80)          {a / c:>8.2f}")
     print(f"  a'/c (no decoded memo)       {a_decoding / c:>8.2f}")
     print(f"  a/b (cache speed-up)         {a / b:>8.2f}")
     print(
         f"  Postgres queries / 1,000 warm loads (target ≤ 1)  "
-        f"{med(r['queries_per_1000'] for r in results):.2f}"
+        f"{med(r.queries_per_1000 for r in results):.2f}"
     )
     print(
-        f"  Postgres queries for a {results[0]['stampede']}-load cold-key stampede (target 1)  "
-        f"{med(r['stampede_queries'] for r in results):.0f}"
+        f"  Postgres queries for a {results[0].stampede}-load cold-key stampede (target 1)  "
+        f"{med(r.stampede_queries for r in results):.0f}"
     )

@@ -1,0 +1,64 @@
+"""One Redis GET per key at a time, shared by every load of that key meanwhile.
+
+A burst of loads for one user (hundreds in the same millisecond) would otherwise queue
+hundreds of GETs behind the connection pool; the tail of that queue times out, and each
+timed-out load falls back to Postgres after the first fill has already finished.
+Joiners see the leader's value, or its error as a
+:class:`~memlayer.cache.errors.SharedReadFailed` (one Redis failure counts once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+from memlayer.cache.errors import REDIS_ERRORS, SharedReadFailed
+
+K = TypeVar("K", bound=Hashable)
+
+Get = Callable[[K, int], Awaitable[bytes | None]]
+
+
+class _LeaderCancelled(Exception):
+    """The load that issued a shared GET was cancelled; a joiner reads for itself."""
+
+
+class SharedReads(Generic[K]):
+    """Shares ``get(key, generation)`` among concurrent readers of one key."""
+
+    __slots__ = ("_get", "_reads")
+
+    def __init__(self, get: Get[K]) -> None:
+        self._get = get
+        # key -> None while one read is in flight and nobody joined it yet, or the
+        # future the leader will settle once someone has.
+        self._reads: dict[K, asyncio.Future[bytes | None] | None] = {}
+
+    async def read(self, key: K, generation: int) -> bytes | None:
+        if key in self._reads:
+            shared = self._reads[key]
+            if shared is None:  # the first joiner makes the future the leader will settle
+                shared = self._reads[key] = asyncio.get_running_loop().create_future()
+            try:
+                return await asyncio.shield(shared)
+            except _LeaderCancelled:
+                return await self.read(key, generation)  # read it ourselves
+            except REDIS_ERRORS as exc:
+                raise SharedReadFailed() from exc
+        # The leader: no future unless someone joins, so an uncontended hit pays two dict
+        # operations for this.
+        self._reads[key] = None
+        try:
+            raw = await self._get(key, generation)
+        except BaseException as exc:
+            shared = self._reads.pop(key, None)
+            if shared is not None:
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                shared.set_exception(_LeaderCancelled() if cancelled else exc)
+                shared.exception()  # retrieved, even if every joiner has gone
+            raise
+        shared = self._reads.pop(key, None)
+        if shared is not None:
+            shared.set_result(raw)
+        return raw
