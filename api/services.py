@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from memlayer.api.auth import TokenService
 from memlayer.cache import ContextCache, NullContextCache, RedisClient, make_redis_client
+from memlayer.memory.coherence import CoherenceTasks, context_cache
 from memlayer.memory.db import Database
 from memlayer.memory.history import ChatHistory
 from memlayer.memory.service import LongTermMemoryService
@@ -32,6 +33,7 @@ class AppServices:
     history: ChatHistory
     tokens: TokenService
     workflow: ChatWorkflow
+    coherence: CoherenceTasks | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> AppServices:
@@ -45,8 +47,16 @@ class AppServices:
             await asyncio.to_thread(_migrate_embedded, settings)
         database = Database.from_settings(settings)
         redis = make_redis_client(settings) if settings.cache_enabled else None
-        cache = ContextCache(redis, settings) if redis is not None else NullContextCache()
+        cache = (
+            context_cache(redis, database, settings) if redis is not None else NullContextCache()
+        )
         memory = LongTermMemoryService(database, settings, cache)
+        # Every process drains the outbox and samples consistency (DESIGN.md invariant 7).
+        coherence = (
+            CoherenceTasks.start(database, cache, settings)
+            if isinstance(cache, ContextCache)
+            else None
+        )
         return cls(
             settings=settings,
             database=database,
@@ -62,9 +72,13 @@ class AppServices:
                 ttl_seconds=settings.jwt_ttl_seconds,
             ),
             workflow=ChatWorkflow(memory),
+            coherence=coherence,
         )
 
     async def aclose(self) -> None:
+        if self.coherence is not None:
+            await self.coherence.aclose()
+        await self.memory.aclose()
         await self.cache.aclose()
         if self.redis is not None:
             await self.redis.aclose()

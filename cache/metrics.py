@@ -72,7 +72,8 @@ TURNOVERS = Counter(
     "Cache generation turnovers started by this process, by reason: epoch_missing "
     "(Redis lost its epoch record: flush, restart without data), run_changed (Redis "
     "restarted, was restored or failed over), generation_behind (Redis holds a lower "
-    "generation than known), dirty_overflow (too many writes missed Redis).",
+    "generation than known), dirty_overflow (too many writes missed Redis), operator "
+    "(asked for).",
     ["reason"],
 )
 WRITE_THROUGH = Counter(

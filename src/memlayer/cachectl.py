@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from memlayer.cache import ContextCache, RequestCounts, make_redis_client
+from memlayer.memory.coherence import context_cache
 from memlayer.memory.db import Database
 from memlayer.memory.models import ConversationMemory
 from memlayer.memory.service import LongTermMemoryService
@@ -25,7 +26,7 @@ async def _opened(
 ) -> AsyncIterator[tuple[Database, ContextCache, LongTermMemoryService]]:
     database = Database.from_settings(settings)
     redis = make_redis_client(settings)
-    cache = ContextCache(redis, settings)
+    cache = context_cache(redis, database, settings)
     try:
         yield database, cache, LongTermMemoryService(database, settings, cache)
     finally:

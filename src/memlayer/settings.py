@@ -22,6 +22,14 @@ class MissingEmbeddedExtra(RuntimeError):
     """
 
 
+class MissingRedisUrl(RuntimeError):
+    """A real database with the cache on but no Redis URL.
+
+    An in-process stand-in per process would give every process its own cache, and they
+    would disagree (one process's write never reaches another's cache).
+    """
+
+
 def require_embedded_extra(module: str, why: str) -> None:
     """Fail clearly unless ``module`` of the ``embedded`` extra is importable."""
     if importlib.util.find_spec(module) is None:
@@ -53,7 +61,8 @@ class Settings(BaseSettings):
     database_statement_timeout_ms: int = 5000
     redis_url: str | None = Field(
         default=None,
-        description="redis://... or redis+cluster://... ; unset means in-process fakeredis.",
+        description="redis://... or redis+cluster://... ; unset means in-process fakeredis "
+        "in embedded mode only (with a database URL it is required, or cache_enabled=false).",
     )
     data_dir: Path = Path(".memlayer")
 
@@ -176,6 +185,16 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no database URL is configured: SQLite plus in-process Redis."""
         return self.database_url is None
+
+    def check_cache_configuration(self) -> None:
+        """Refuse a real database with the cache on and no Redis URL (MissingRedisUrl)."""
+        if self.cache_enabled and self.redis_url is None and not self.embedded:
+            raise MissingRedisUrl(
+                "MEMLAYER_DATABASE_URL is set but MEMLAYER_REDIS_URL is not: each process "
+                "would keep its own in-process cache and they would disagree. Set "
+                "MEMLAYER_REDIS_URL=redis://host:6379/0, or run without a cache with "
+                "MEMLAYER_CACHE_ENABLED=false."
+            )
 
     def resolved_database_url(self) -> str:
         if self.database_url:
