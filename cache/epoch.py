@@ -182,6 +182,10 @@ class EpochWatch:
             _, run_id = await self._store.read_epoch_and_run_id()
         installed = await self._store.raise_epoch(persisted, run_id or "")
         state.set_generation(installed.generation)
+        if target == 1 and reason is TurnoverReason.EPOCH_MISSING:
+            # Nothing was ever cached under this prefix: a first start, not a loss.
+            log.info("cache: generation %d started (a fresh Redis)", installed.generation)
+            return
         metrics.TURNOVERS.labels(str(reason)).inc()
         log.warning(
             "cache: turned over to generation %d (%s); older cached values are orphaned",

@@ -46,7 +46,7 @@ async def test_null_cache_always_loads() -> None:
     cache = NullContextCache()
     context = MemoryContext.empty(1, 3)
 
-    async def loader() -> MemoryContext:
+    async def loader(_floor: object = None) -> MemoryContext:
         return context
 
     result = await cache.load(1, loader)
