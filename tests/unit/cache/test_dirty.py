@@ -96,8 +96,12 @@ async def test_writes_during_an_outage_get_markers_before_the_breaker_closes(
     assert await cache.recover()
 
     client = fakeredis.FakeAsyncRedis(server=server)
-    assert await client.get(cache_keys.context_key("unit", 1, cache.known_generation)) == encode_marker(2)
-    assert decode(await client.get(cache_keys.context_key("unit", 2, cache.known_generation))) == ctx(2, 1)
+    assert await client.get(
+        cache_keys.context_key("unit", 1, cache.known_generation)
+    ) == encode_marker(2)
+    assert decode(
+        await client.get(cache_keys.context_key("unit", 2, cache.known_generation))
+    ) == ctx(2, 1)
     result = await cache.load(1, loader_of(ctx(1, 2)))
     assert result.source is LoadSource.DATABASE and result.context.version == 2
     await cache.aclose()
@@ -142,5 +146,7 @@ async def test_a_failed_write_through_bypasses_redis_for_that_user(
     assert other.source is LoadSource.CACHE
     assert await cache.recover()  # flushes the dirty user now
     client = fakeredis.FakeAsyncRedis(server=server)
-    assert await client.get(cache_keys.context_key("unit", 1, cache.known_generation)) == encode_marker(2)
+    assert await client.get(
+        cache_keys.context_key("unit", 1, cache.known_generation)
+    ) == encode_marker(2)
     await cache.aclose()
