@@ -18,6 +18,7 @@ change:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -94,10 +95,11 @@ class Recovery:
         """Adopt generations of other processes, detect lost data; drive recovery."""
         state = self._state
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._check_s)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancellation that
+            # arrives as the event is set, and the watcher would never stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._check_s):
+                    await self._wake.wait()
             self._wake.clear()
             if not state.breaker.closed:
                 self.probe_if_due()

@@ -18,6 +18,7 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from memlayer.cache.background import cancel_and_wait
 from memlayer.memory import outbox
 from memlayer.memory.db import Database
 from memlayer.memory.metrics import OUTBOX_ACKED, OUTBOX_FAILURES
@@ -63,16 +64,15 @@ class OutboxAcks:
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         await self.flush()
 
     async def _run(self) -> None:
         try:
             while self._pending:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._interval)
+                with contextlib.suppress(TimeoutError):  # not wait_for: see cache.recovery
+                    async with asyncio.timeout(self._interval):
+                        await self._wake.wait()
                 self._wake.clear()
                 batch, self._pending = self._pending, {}
                 await self._write(batch)

@@ -20,7 +20,6 @@ older complete value: a lower bound of how long readers could have been served i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from memlayer.cache import CachedVersion, ContextCache
+from memlayer.cache.background import cancel_and_wait
 from memlayer.memory.db import Database
 from memlayer.memory.metrics import (
     CHECK_CONSISTENT,
@@ -254,9 +254,7 @@ class ConsistencySampler:
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def check_once(self) -> Tally | None:
         """One round; None if Postgres or Redis could not be asked."""

@@ -18,7 +18,6 @@ oldest row every ``outbox_stats_interval_seconds`` for the gauges and the alert.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from memlayer.cache import MarkerInstall, MarkerInstaller
+from memlayer.cache.background import cancel_and_wait
 from memlayer.memory import outbox
 from memlayer.memory.db import Database
 from memlayer.memory.metrics import (
@@ -89,9 +89,7 @@ class OutboxDrainer:
     async def aclose(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def drain_once(self) -> DrainRound:
         """One round: take due rows, install their markers, delete them — or roll back."""
