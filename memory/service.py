@@ -293,7 +293,14 @@ class LongTermMemoryService:
             # A retried turn: the transaction rolled back, so nothing changed anywhere.
             MEMORY_WRITES.labels("duplicate").inc()
             return Written(cast(T, done.record), version - 1)
-        except _UNAVAILABLE as exc:
+        except (*_UNAVAILABLE, DBAPIError) as exc:
+            # A dropped connection surfaces as a plain DBAPIError with the connection
+            # invalidated: Postgres is unavailable, not refusing the write.
+            if isinstance(exc, DBAPIError) and not (
+                isinstance(exc, _UNAVAILABLE) or exc.connection_invalidated
+            ):
+                MEMORY_WRITES.labels("rejected").inc()
+                raise InvalidMemory(f"the database refused the write: {exc.orig}") from exc
             if committing:
                 # The connection failed during COMMIT: the write may or may not be in
                 # Postgres. A marker at the bumped version keeps any older context from
@@ -309,9 +316,6 @@ class LongTermMemoryService:
                 ) from exc
             MEMORY_WRITES.labels("error").inc()
             raise StoreUnavailable(f"database unavailable; the write was not saved: {exc}") from exc
-        except DBAPIError as exc:
-            MEMORY_WRITES.labels("rejected").inc()
-            raise InvalidMemory(f"the database refused the write: {exc.orig}") from exc
         except MemoryLayerError:
             # The caller's mistake (unknown user, someone else's memory): not a failure of
             # the store, so it must not feed the write-failure alert.
