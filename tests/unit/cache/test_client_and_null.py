@@ -18,7 +18,7 @@ def test_no_url_means_embedded_fakeredis() -> None:
 
 def test_no_url_with_a_real_database_is_refused_not_a_per_process_stand_in() -> None:
     settings = Settings(database_url="postgresql+asyncpg://db/memlayer", redis_url=None)
-    with pytest.raises(MissingRedisUrl, match="MEMLAYER_REDIS_URL.*MEMLAYER_CACHE_ENABLED=false"):
+    with pytest.raises(MissingRedisUrl, match=r"MEMLAYER_REDIS_URL.*MEMLAYER_CACHE_ENABLED=false"):
         make_redis_client(settings)
 
 
