@@ -9,9 +9,19 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 
 class Credentials(BaseModel):
+    """A registration: the password rules live here, and only here."""
+
     model_config = ConfigDict(extra="forbid")
     email: EmailStr
     password: str = Field(min_length=8, max_length=256)
+
+
+class LoginIn(BaseModel):
+    """A login: any email and password are a question; a wrong one is 401, never 422."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: str
+    password: str
 
 
 class TokenOut(BaseModel):
@@ -26,6 +36,23 @@ class ChatStartIn(BaseModel):
     user_id: int | None = Field(
         default=None, description="Optional; accepted only if it equals the token's user."
     )
+
+
+class SessionEndedOut(BaseModel):
+    session_id: str
+    ended_at: datetime
+
+
+class ValidationIssue(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer of the API: a sentence, or (422) the list of what is invalid."""
+
+    detail: str | list[ValidationIssue]
 
 
 class ChatStartOut(BaseModel):

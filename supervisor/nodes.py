@@ -32,11 +32,8 @@ Update = dict[str, Any]
 
 
 async def initialize(state: MainSupervisorState, runtime: Runtime[Context]) -> Update:
-    """Reset every per-turn field; keep the caller's ``user_id`` and the session's history.
-
-    The checkpointer restores the previous turn's state, so anything not reset here
-    would leak from the last turn into this one.
-    """
+    """Set every per-turn field; the caller's ``user_id`` and the session's short-term
+    state (``turn_count``, ``recent_turns``) arrive with the input and are kept."""
     return {
         "status": "running",
         "current_phase": "initialize",
@@ -59,7 +56,7 @@ async def initialize(state: MainSupervisorState, runtime: Runtime[Context]) -> U
         "start_time": datetime.now(UTC),
         "end_time": None,
         "total_execution_time": None,
-        "turn_count": state.get("turn_count", 0) + 1,
+        "turn_count": state.get("turn_count") or 1,
     }
 
 
@@ -170,7 +167,7 @@ async def response(state: MainSupervisorState, runtime: Runtime[Context]) -> Upd
             errors.append(f"memory save: {type(exc).__name__}")
             await ctx.emitter.emit(_memory_unavailable("save", exc))
 
-    final = {"response": text, "intent": intent}
+    final = {"response": text, "intent": intent, "turn": state.get("turn_count", 1)}
     await ctx.emitter.emit(make_event("final_response", **final))
     end = datetime.now(UTC)
     start = state.get("start_time")
@@ -182,12 +179,12 @@ async def response(state: MainSupervisorState, runtime: Runtime[Context]) -> Upd
         "error_log": errors,
         "end_time": end,
         "total_execution_time": (end - start).total_seconds() if start else None,
-        "recent_turns": [{"query": query, "intent": intent, "response": text}],
+        "recent_turns": [{"query": query, "response": text}],
     }
 
 
 def _memory_state(record: MemoryRecord) -> dict[str, Any]:
-    """A memory as plain data: the state is checkpointed, records are not."""
+    """A memory as plain data: the state holds JSON-like values only, never records."""
     return {
         "id": record.id,
         "summary": record.summary,

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from memlayer.api.deps import Services
+from memlayer.api.openapi import errors
 from memlayer.api.schemas import ComponentStatus, ReadyOut
 
 router = APIRouter(tags=["health"])
@@ -16,7 +17,7 @@ router = APIRouter(tags=["health"])
 _HEALTHY = b'{"status":"ok"}'
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", summary="The process is up", responses=errors())
 async def healthz() -> Response:
     return Response(_HEALTHY, media_type="application/json")
 
@@ -24,7 +25,7 @@ async def healthz() -> Response:
 @router.get(
     "/readyz",
     response_model=ReadyOut,
-    responses={503: {"model": ReadyOut}},
+    responses={**errors(), 503: {"model": ReadyOut, "description": "A component is down."}},
     summary="Postgres and Redis reachable, per component",
 )
 async def readyz(services: Services) -> JSONResponse:

@@ -1,0 +1,74 @@
+"""Values every tier can carry: Postgres JSON(B), the msgpack cache, the API's JSON (orjson)
+and the workflow's state.
+
+Plain JSON is not enough. msgpack and orjson stop at 64-bit integers, Python's ``json``
+happily writes ``NaN`` that Postgres refuses, orjson refuses nesting deeper than 254 and
+Postgres cannot store a NUL character in text or JSONB. A value accepted here round-trips
+through all of them unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+MAX_DEPTH = 32
+
+
+class UnportableValue(ValueError):
+    """Why a value cannot be carried by every tier (never includes the value itself)."""
+
+
+def check_portable(value: Any, *, depth: int = 0) -> None:
+    """Raise :class:`UnportableValue` unless ``value`` is portable JSON.
+
+    Portable: ``None``, ``bool``, an int within int64, a finite float, a string without
+    NUL or lone surrogates, lists of portable values, and dicts with such string keys.
+    """
+    if depth > MAX_DEPTH:
+        raise UnportableValue(f"nested deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise UnportableValue("an integer outside the 64-bit range")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnportableValue("a non-finite number (NaN or infinity)")
+        return
+    if isinstance(value, str):
+        _check_text(value)
+        return
+    if isinstance(value, list | tuple):
+        for item in value:
+            check_portable(item, depth=depth + 1)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UnportableValue("an object key that is not a string")
+            _check_text(key)
+            check_portable(item, depth=depth + 1)
+        return
+    raise UnportableValue(f"a {type(value).__name__}, which is not JSON")
+
+
+def is_portable(value: Any) -> bool:
+    try:
+        check_portable(value)
+    except UnportableValue:
+        return False
+    return True
+
+
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise UnportableValue("a NUL character (\\u0000), which Postgres cannot store")
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise UnportableValue("a lone surrogate, which is not valid UTF-8") from exc
