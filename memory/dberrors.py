@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.exc import (
@@ -22,7 +22,6 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from memlayer.memory.errors import (
-    ConstraintViolation,
     InvalidMemory,
     MemoryLayerError,
     StoreUnavailable,
@@ -44,8 +43,13 @@ UNAVAILABLE_MESSAGE = "the database is busy or unavailable; retry shortly"
 
 
 @contextmanager
-def translated(action: str) -> Iterator[None]:
+def translated(
+    action: str, *, conflict: Callable[[], MemoryLayerError] | None = None
+) -> Iterator[None]:
     """Run a database action; its failures leave as StoreUnavailable or InvalidMemory.
+
+    ``conflict`` builds the error for a unique or foreign-key violation when the caller
+    gives one a meaning (registration: EmailTaken); otherwise it is InvalidMemory.
 
     The messages name the action, never the driver's text: that can carry hosts, SQL and
     the values the caller sent. The cause is logged (without parameters) for the on-call.
@@ -64,8 +68,9 @@ def translated(action: str) -> Iterator[None]:
         # The server refused the statement (a constraint, a value it cannot store).
         kind = _kind(exc)
         log.info("database refused %s: %s", action, kind)
-        error = ConstraintViolation if isinstance(exc, IntegrityError) else InvalidMemory
-        raise error(f"the database refused {action} ({kind})") from exc
+        if conflict is not None and isinstance(exc, IntegrityError):
+            raise conflict() from exc
+        raise InvalidMemory(f"the database refused {action} ({kind})") from exc
     except SQLAlchemyError as exc:
         log.error("database error while %s: %s", action, type(exc).__name__)
         raise StoreUnavailable(f"{UNAVAILABLE_MESSAGE} ({action})") from exc

@@ -19,10 +19,6 @@ class InvalidMemory(MemoryLayerError, ValueError):
     """The caller passed something the memory tier will not store or answer."""
 
 
-class ConstraintViolation(InvalidMemory):
-    """A unique or foreign-key constraint refused the write (a duplicate, a missing parent)."""
-
-
 class MemoryNotFound(MemoryLayerError):
     def __init__(self, memory_id: int) -> None:
         super().__init__(f"memory {memory_id} not found")

@@ -13,7 +13,6 @@ from memlayer.memory.db import Database
 from memlayer.memory.dberrors import translated
 from memlayer.memory.errors import (
     BadCredentials,
-    ConstraintViolation,
     EmailTaken,
     InvalidMemory,
 )
@@ -64,16 +63,13 @@ class UserStore:
             raise InvalidMemory("email and password must be text without NUL characters")
         # Slow on purpose: in a thread, outside the transaction, off the event loop.
         password_hash = await asyncio.to_thread(hash_password, password)
-        try:
-            with translated("registration"):
-                async with self._db.transaction() as db:
-                    user = User(email=email)
-                    db.add(user)
-                    await db.flush()
-                    db.add(LocalAuth(user_id=user.id, password_hash=password_hash))
-                    return UserInfo(user.id, user.email, user.type, user.is_active)
-        except ConstraintViolation as exc:  # the unique email
-            raise EmailTaken() from exc
+        with translated("registration", conflict=EmailTaken):  # the unique email
+            async with self._db.transaction() as db:
+                user = User(email=email)
+                db.add(user)
+                await db.flush()
+                db.add(LocalAuth(user_id=user.id, password_hash=password_hash))
+                return UserInfo(user.id, user.email, user.type, user.is_active)
 
     async def authenticate(self, email: str, password: str) -> UserInfo:
         email = email.strip().lower()

@@ -25,7 +25,8 @@ class UnportableValue(ValueError):
 def check_portable(value: Any, *, depth: int = 0) -> None:
     """Raise :class:`UnportableValue` unless ``value`` is portable JSON.
 
-    Portable: ``None``, ``bool``, an int within int64, a finite float, a string without
+    Portable: ``None``, ``bool``, an int within int64, a finite float of no larger
+    magnitude, a string without
     NUL or lone surrogates, lists of portable values, and dicts with such string keys.
     """
     if depth > MAX_DEPTH:
@@ -39,6 +40,10 @@ def check_portable(value: Any, *, depth: int = 0) -> None:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise UnportableValue("a non-finite number (NaN or infinity)")
+        # Postgres keeps JSON numbers as numeric and writes 1e19 back as 20 digits: an
+        # integer outside int64 to every reader after it.
+        if not INT_MIN < value < INT_MAX:
+            raise UnportableValue("a number outside the 64-bit integer range")
         return
     if isinstance(value, str):
         _check_text(value)

@@ -20,7 +20,7 @@ from memlayer.records import EntityInput, LoadSource, MemoryRecord
 from memlayer.supervisor.events import make_event
 from memlayer.supervisor.extraction import turn_summary
 from memlayer.supervisor.intents import Intent
-from memlayer.supervisor.state import Context, MainSupervisorState
+from memlayer.supervisor.state import RECENT_TURNS_KEPT, Context, MainSupervisorState
 from memlayer.supervisor.teams import run_team
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,14 @@ async def response(state: MainSupervisorState, runtime: Runtime[Context]) -> Upd
             errors.append(f"memory save: {type(exc).__name__}")
             await ctx.emitter.emit(_memory_unavailable("save", exc))
 
-    final = {"response": text, "intent": intent, "turn": state.get("turn_count", 1)}
+    final = {
+        "response": text,
+        "intent": intent,
+        # The session's short-term state as this turn saw it: its number in the session
+        # and how many turns (this one included) the state holds.
+        "turn": state.get("turn_count", 1),
+        "recent_turns": min(len(state.get("recent_turns", [])) + 1, RECENT_TURNS_KEPT),
+    }
     await ctx.emitter.emit(make_event("final_response", **final))
     end = datetime.now(UTC)
     start = state.get("start_time")
