@@ -15,6 +15,7 @@ from typing import Any
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
+FLOAT_EXACT = 2.0**53  # every integer below this is exact as a float
 MAX_DEPTH = 32
 
 
@@ -25,7 +26,7 @@ class UnportableValue(ValueError):
 def check_portable(value: Any, *, depth: int = 0) -> None:
     """Raise :class:`UnportableValue` unless ``value`` is portable JSON.
 
-    Portable: ``None``, ``bool``, an int within int64, a finite float of no larger
+    Portable: ``None``, ``bool``, an int within int64, a finite float below 2**53 in
     magnitude, a string without
     NUL or lone surrogates, lists of portable values, and dicts with such string keys.
     """
@@ -40,10 +41,11 @@ def check_portable(value: Any, *, depth: int = 0) -> None:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise UnportableValue("a non-finite number (NaN or infinity)")
-        # Postgres keeps JSON numbers as numeric and writes 1e19 back as 20 digits: an
-        # integer outside int64 to every reader after it.
-        if not INT_MIN < value < INT_MAX:
-            raise UnportableValue("a number outside the 64-bit integer range")
+        # Postgres keeps JSON numbers as numeric and writes 4.1e16 back as the integer
+        # 41088112120738970, which is not the float it was: beyond 2**53 a float is not
+        # exact, so such numbers must be sent as integers.
+        if not -FLOAT_EXACT < value < FLOAT_EXACT:
+            raise UnportableValue("a fractional-type number beyond 2**53 (send an integer)")
         return
     if isinstance(value, str):
         _check_text(value)
