@@ -19,6 +19,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+DRAIN_FACTOR = 16  # an oversized chunked body is read to 16x the cap at most
+
 
 class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -57,6 +59,7 @@ class BodySizeLimit:
                 break
             size += len(message.get("body", b""))
             if size > self.max_bytes:
+                await self._drain(receive, message, size)
                 await self._refuse(send)
                 return
             if not message.get("more_body", False):
@@ -66,6 +69,16 @@ class BodySizeLimit:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
+
+    async def _drain(self, receive: Receive, message: Message, size: int) -> None:
+        """Read (and drop) the rest of a body a client is still sending, up to a bound, so
+        it reads our 413 instead of a reset connection; past the bound we just close."""
+        bound = DRAIN_FACTOR * self.max_bytes
+        while message.get("more_body", False) and size <= bound:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            size += len(message.get("body", b""))
 
     async def _refuse(self, send: Send) -> None:
         await send(

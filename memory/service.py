@@ -165,7 +165,7 @@ class LongTermMemoryService:
         """Delete one of the user's own memories; MemoryNotFound for anyone else's."""
         if user_id is None:
             raise MemoryNotFound(memory_id)
-        if not isinstance(memory_id, int) or memory_id <= 0:
+        if not isinstance(memory_id, int) or not 0 < memory_id < 2**63:
             raise MemoryNotFound(memory_id)
 
         async def work(repo: MemoryRepository) -> None:

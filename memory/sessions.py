@@ -128,7 +128,7 @@ class SessionManager:
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidMemory("session metadata must be a JSON object")
         try:
-            check_portable(metadata)
+            check_portable(metadata, exact_numbers=False)  # stored, never served back
         except UnportableValue as exc:
             raise InvalidMemory(f"session metadata cannot be stored: it holds {exc}") from exc
         now = utcnow()

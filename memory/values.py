@@ -23,8 +23,11 @@ class UnportableValue(ValueError):
     """Why a value cannot be carried by every tier (never includes the value itself)."""
 
 
-def check_portable(value: Any, *, depth: int = 0) -> None:
+def check_portable(value: Any, *, exact_numbers: bool = True, depth: int = 0) -> None:
     """Raise :class:`UnportableValue` unless ``value`` is portable JSON.
+
+    ``exact_numbers=False`` checks only what Postgres can store at all (for values that are
+    stored but never served back through the other tiers, such as session metadata).
 
     Portable: ``None``, ``bool``, an int within int64, a finite float below 2**53 in
     magnitude, a string without
@@ -35,7 +38,7 @@ def check_portable(value: Any, *, depth: int = 0) -> None:
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, int):
-        if not INT_MIN <= value <= INT_MAX:
+        if exact_numbers and not INT_MIN <= value <= INT_MAX:
             raise UnportableValue("an integer outside the 64-bit range")
         return
     if isinstance(value, float):
@@ -44,7 +47,7 @@ def check_portable(value: Any, *, depth: int = 0) -> None:
         # Postgres keeps JSON numbers as numeric and writes 4.1e16 back as the integer
         # 41088112120738970, which is not the float it was: beyond 2**53 a float is not
         # exact, so such numbers must be sent as integers.
-        if not -FLOAT_EXACT < value < FLOAT_EXACT:
+        if exact_numbers and not -FLOAT_EXACT < value < FLOAT_EXACT:
             raise UnportableValue("a fractional-type number beyond 2**53 (send an integer)")
         return
     if isinstance(value, str):
@@ -52,14 +55,14 @@ def check_portable(value: Any, *, depth: int = 0) -> None:
         return
     if isinstance(value, list | tuple):
         for item in value:
-            check_portable(item, depth=depth + 1)
+            check_portable(item, exact_numbers=exact_numbers, depth=depth + 1)
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise UnportableValue("an object key that is not a string")
             _check_text(key)
-            check_portable(item, depth=depth + 1)
+            check_portable(item, exact_numbers=exact_numbers, depth=depth + 1)
         return
     raise UnportableValue(f"a {type(value).__name__}, which is not JSON")
 

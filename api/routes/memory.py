@@ -69,7 +69,9 @@ async def get_context(
     responses=errors(401, 403, 404, 422, 503),
 )
 async def delete_memory(
-    user: OwnUser, memory: MemoryServiceDep, memory_id: Annotated[int, Path(gt=0)]
+    user: OwnUser,
+    memory: MemoryServiceDep,
+    memory_id: Annotated[int, Path(gt=0, le=2**63 - 1)],
 ) -> DeletedOut:
     return DeletedOut(version=await memory.delete_memory(user, memory_id))
 
