@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import secrets
 import shlex
@@ -349,6 +350,7 @@ async def run_bench_sessions(
             file=sys.stderr,
         )
         return 2
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     bench_url = await fresh_database(settings)
     target = make_url(bench_url)
     proxy = await CountingProxy(target.host or "127.0.0.1", target.port or 5432).start()
