@@ -42,38 +42,48 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 UNAVAILABLE_MESSAGE = "the database is busy or unavailable; retry shortly"
 
 
-@contextmanager
-def translated(
-    action: str, *, conflict: Callable[[], MemoryLayerError] | None = None
-) -> Iterator[None]:
-    """Run a database action; its failures leave as StoreUnavailable or InvalidMemory.
+def translate(
+    exc: BaseException, action: str, *, conflict: Callable[[], MemoryLayerError] | None = None
+) -> BaseException:
+    """memlayer's typed error for a database failure; anything else comes back as it is.
 
     ``conflict`` builds the error for a unique or foreign-key violation when the caller
     gives one a meaning (registration: EmailTaken); otherwise it is InvalidMemory.
-
     The messages name the action, never the driver's text: that can carry hosts, SQL and
     the values the caller sent. The cause is logged (without parameters) for the on-call.
     """
-    try:
-        yield
-    except MemoryLayerError:
-        raise
-    except UNAVAILABLE as exc:
+    if isinstance(exc, MemoryLayerError):
+        return exc
+    if isinstance(exc, UNAVAILABLE) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated  # a dropped connection
+    ):
         log.warning("database unavailable while %s: %s", action, type(exc).__name__)
-        raise StoreUnavailable(f"{UNAVAILABLE_MESSAGE} ({action})") from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:  # the dialect saw a dropped connection
-            log.warning("database connection lost while %s: %s", action, _kind(exc))
-            raise StoreUnavailable(f"{UNAVAILABLE_MESSAGE} ({action})") from exc
+        return StoreUnavailable(f"{UNAVAILABLE_MESSAGE} ({action})")
+    if isinstance(exc, DBAPIError):
         # The server refused the statement (a constraint, a value it cannot store).
         kind = _kind(exc)
         log.info("database refused %s: %s", action, kind)
         if conflict is not None and isinstance(exc, IntegrityError):
-            raise conflict() from exc
-        raise InvalidMemory(f"the database refused {action} ({kind})") from exc
-    except SQLAlchemyError as exc:
+            return conflict()
+        return InvalidMemory(f"the database refused {action} ({kind})")
+    if isinstance(exc, SQLAlchemyError):
         log.error("database error while %s: %s", action, type(exc).__name__)
-        raise StoreUnavailable(f"{UNAVAILABLE_MESSAGE} ({action})") from exc
+        return StoreUnavailable(f"{UNAVAILABLE_MESSAGE} ({action})")
+    return exc
+
+
+@contextmanager
+def translated(
+    action: str, *, conflict: Callable[[], MemoryLayerError] | None = None
+) -> Iterator[None]:
+    """Run a database action; its failures leave as memlayer's typed errors (translate)."""
+    try:
+        yield
+    except Exception as exc:
+        error = translate(exc, action, conflict=conflict)
+        if error is exc:
+            raise
+        raise error from exc
 
 
 def _kind(exc: DBAPIError) -> str:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from memlayer.cache import CachePort, NullContextCache
 from memlayer.memory.db import Database
-from memlayer.memory.dberrors import translated
+from memlayer.memory.dberrors import translate, translated
 from memlayer.memory.errors import (
     InvalidMemory,
     MemoryLayerError,
@@ -195,35 +195,39 @@ class LongTermMemoryService:
         s = self._settings
         committing = False
         try:
-            with translated("the memory write"):
-                async with self._db.sessionmaker() as session:
-                    transaction = await session.begin()
-                    repo = MemoryRepository(session)
-                    version = await repo.bump_version(user_id)
-                    result = await work(repo)
-                    context = await repo.load_context(
-                        user_id,
-                        memories=s.memory_context_size,
-                        preferences=s.context_max_preferences,
-                        entities=s.context_max_entities,
-                    )
-                    committing = True
-                    await transaction.commit()
-        except StoreUnavailable:
-            MEMORY_WRITES.labels("error").inc()
-            if committing:
-                # The connection failed during COMMIT: the write may or may not be in
-                # Postgres. Never let the cache keep an older context than Postgres might
-                # now hold. (A write that failed before COMMIT rolled back: Redis is
-                # not touched at all.)
-                await self._cache.invalidate(user_id)
-            raise
-        except MemoryLayerError:
-            # The caller's mistake (unknown user, someone else's memory, a value the
-            # database refused): not a failure of the store, so it must not feed the
-            # write-failure alert.
-            MEMORY_WRITES.labels("rejected").inc()
-            raise
+            async with self._db.sessionmaker() as session:
+                transaction = await session.begin()
+                repo = MemoryRepository(session)
+                version = await repo.bump_version(user_id)
+                result = await work(repo)
+                context = await repo.load_context(
+                    user_id,
+                    memories=s.memory_context_size,
+                    preferences=s.context_max_preferences,
+                    entities=s.context_max_entities,
+                )
+                committing = True
+                await transaction.commit()
+        except Exception as exc:
+            error = translate(exc, "the memory write")
+            if isinstance(error, StoreUnavailable):
+                MEMORY_WRITES.labels("error").inc()
+                if committing:
+                    # The connection failed during COMMIT: the write may or may not be in
+                    # Postgres. Never let the cache keep an older context than Postgres
+                    # might now hold. (A write that failed before COMMIT rolled back:
+                    # Redis is not touched at all.)
+                    await self._cache.invalidate(user_id)
+            elif isinstance(error, MemoryLayerError):
+                # The caller's mistake (unknown user, someone else's memory, a value the
+                # database refused): not a failure of the store, so it must not feed the
+                # write-failure alert.
+                MEMORY_WRITES.labels("rejected").inc()
+            else:
+                MEMORY_WRITES.labels("error").inc()
+            if error is exc:
+                raise
+            raise error from exc
         except BaseException:
             MEMORY_WRITES.labels("error").inc()
             raise
