@@ -6,7 +6,6 @@ import asyncio
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from memlayer.api.deps import Services
 from memlayer.api.openapi import errors
@@ -40,8 +39,7 @@ async def readyz(services: Services) -> JSONResponse:
 async def _postgres(services: Services) -> ComponentStatus:
     try:
         async with asyncio.timeout(2):
-            async with services.database.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await services.database.ping()
         return ComponentStatus(status="up")
     except Exception as exc:  # readiness reports any failure, whatever its kind
         return ComponentStatus(status="down", detail=type(exc).__name__)
