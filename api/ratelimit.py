@@ -24,7 +24,7 @@ from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage,
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from prometheus_client import Counter
-from redis.asyncio import ConnectionPool
+from redis.asyncio import BlockingConnectionPool, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -90,7 +90,9 @@ class AbuseLimiter:
         url = settings.redis_url
         if url is None:
             return cls(MemoryStorage(), parsed)
-        timeout = settings.redis_timeout_ms / 1000
+        # Not the hot path: login already costs ~20 ms of argon2, so the limiter can wait
+        # longer than the cache's tens of milliseconds before it gives up (and fails open).
+        timeout = settings.rate_limit_redis_timeout_ms / 1000
         options = {
             "socket_timeout": timeout,
             "socket_connect_timeout": settings.redis_connect_timeout_ms / 1000,
@@ -106,7 +108,11 @@ class AbuseLimiter:
                 **options,
             )
             return cls(storage, parsed)
-        pool = ConnectionPool.from_url(url, max_connections=16, **options)
+        # A blocking pool: a burst of logins waits (at most the timeout) for a connection
+        # instead of failing open with "Too many connections".
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=settings.redis_max_connections, timeout=timeout, **options
+        )
         storage = RedisStorage(
             "async+redis://",
             implementation="redispy",

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     rate_limit_anonymous_start: str = Field(
         default="60/minute", description="Anonymous POST /chat/start per IP."
     )
+    rate_limit_redis_timeout_ms: int = Field(
+        default=250, gt=0, description="How long a limit check waits for Redis before failing open."
+    )
     max_request_body_bytes: int = Field(
         default=64 * 1024, gt=0, description="Larger request bodies are refused with 413."
     )
