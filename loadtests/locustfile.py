@@ -6,6 +6,11 @@
 - ``NewUser`` registers a fresh account and has its first chat (cold path, empty context).
 - ``AnonymousUser`` chats without a token; it must never touch either memory tier.
 
+A signed-in persona's socket authenticates with its ``Authorization: Bearer`` header (the
+server also takes a first ``auth`` frame, which is what browsers send). The server under test
+must have its per-address abuse limits raised (``MEMLAYER_RATE_LIMIT_REGISTER``,
+``MEMLAYER_RATE_LIMIT_ANONYMOUS_START``): every Locust user shares one address.
+
 WebSocket turns are reported to Locust as request type ``WS`` (``connect``, ``turn``,
 ``memory_loaded``) so they get percentiles and failures like HTTP requests. While the test
 runs, the master (or the single local process) scrapes the service's ``/metrics`` and shows

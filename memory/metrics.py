@@ -13,3 +13,9 @@ MEMORY_WRITES = Counter(
     "unknown user, another user's memory) or error (the store failed).",
     ["outcome"],
 )
+STORED_VALUES_DROPPED = Counter(
+    "memlayer_stored_values_dropped_total",
+    "Values read from Postgres that no tier can carry (a 400-digit number, NaN, a NUL "
+    "character), left out of the context instead of failing every load of the user.",
+    ["field"],
+)

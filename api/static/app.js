@@ -2,7 +2,9 @@
 // planning step read from long-term memory on each turn.
 //
 // Identity lives in sessionStorage and travels only in the Authorization header, never in
-// a URL. The socket path carries the chat session id, which is not an identity.
+// a URL. The socket path carries the chat session id, which is not an identity: a signed-in
+// session's socket is authenticated by its first frame, {"type": "auth", "token": ...}
+// (a browser cannot set headers on a WebSocket).
 
 const API = "/api/v1";
 const AUTH_KEY = "memlayer.auth";
@@ -90,9 +92,13 @@ async function api(path, { method = "GET", body, withToken = true } = {}) {
   return data;
 }
 
-// A signed-in call refused with 401 means the token expired: back to the sign-in form.
+// A signed-in call refused with 401 (a socket with 4401) means the token expired: back to
+// the sign-in form.
 function handleAuthFailure(error) {
-  if (error instanceof ApiError && error.status === 401 && state.auth?.token) {
+  const refused =
+    (error instanceof ApiError && error.status === 401) ||
+    (error instanceof SocketRefused && error.code === 4401);
+  if (refused && state.auth?.token) {
     signOut("로그인이 만료되었습니다. 다시 로그인하세요.");
     return true;
   }
@@ -226,6 +232,10 @@ function openSocket(generation) {
     const ws = new WebSocket(url);
     state.opening = ws;
     let connected = false;
+    const token = state.auth?.token;
+    ws.addEventListener("open", () => {
+      if (token) ws.send(JSON.stringify({ type: "auth", token }));
+    });
     ws.addEventListener("message", (message) => {
       if (generation !== state.generation) return; // a socket we already left
       let event;
@@ -399,6 +409,10 @@ function onEvent(event) {
           : "기억 저장소를 쓸 수 없어 기억 없이 답합니다.",
         "warning",
       );
+      break;
+    case "history_unavailable":
+      if (!turn) return;
+      step(turn, "history", "대화 기록에 저장하지 못했습니다.", "warning");
       break;
     case "team_start":
       if (!turn) return;

@@ -103,6 +103,26 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_algorithm: str = "HS256"
     jwt_ttl_seconds: int = Field(default=3600, gt=0)
+    ws_auth_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a signed-in session's socket waits for its auth frame.",
+    )
+
+    # --- abuse limits (``limits`` notation, e.g. "10/15 minutes"; empty turns one off) --
+    rate_limit_login_failures: str = Field(
+        default="10/15 minutes", description="Failed logins per account."
+    )
+    rate_limit_register: str = Field(default="20/hour", description="Registrations per IP.")
+    rate_limit_anonymous_start: str = Field(
+        default="60/minute", description="Anonymous POST /chat/start per IP."
+    )
+    rate_limit_redis_timeout_ms: int = Field(
+        default=250, gt=0, description="How long a limit check waits for Redis before failing open."
+    )
+    max_request_body_bytes: int = Field(
+        default=64 * 1024, gt=0, description="Larger request bodies are refused with 413."
+    )
 
     # --- service -------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -115,6 +135,22 @@ class Settings(BaseSettings):
         if "{" in value or "}" in value or not value:
             raise ValueError("cache_key_prefix must be non-empty and contain no braces")
         return value
+
+    @field_validator(
+        "rate_limit_login_failures", "rate_limit_register", "rate_limit_anonymous_start"
+    )
+    @classmethod
+    def _a_rate_limit(cls, value: str) -> str:
+        if value.strip():
+            import limits
+
+            try:
+                limits.parse(value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{value!r} is not a rate limit; write e.g. '10/15 minutes' or '60/minute'"
+                ) from exc
+        return value.strip()
 
     @property
     def embedded(self) -> bool:

@@ -14,14 +14,11 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
-from tests.integration.api import conftest as api_fixtures
+from tests.support.api_server import api_settings, pg_proxy, redis_proxy, server
 from tests.support.live_server import LiveServer
 
 # The API tests' live server (real Postgres and Redis behind proxies), reused as is.
-pg_proxy = api_fixtures.pg_proxy
-redis_proxy = api_fixtures.redis_proxy
-api_settings = api_fixtures.api_settings
-server = api_fixtures.server
+__all__ = ["api_settings", "pg_proxy", "redis_proxy", "server"]
 
 CHROMIUM = Path(os.environ.get("MEMLAYER_E2E_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
