@@ -71,7 +71,7 @@ def compile_filter(raw: Mapping[str, Any] | None) -> CompiledFilter | None:
     skeleton: dict[str, Any] = {}
     exact = True
     for name, cond in spec.items():
-        part, part_exact = _skeleton(cond)
+        part, part_exact = _skeleton(cond) if _jsonb_safe(name) else (_NONE, False)
         if part is _NONE:
             exact = False
         else:
@@ -192,7 +192,7 @@ def _skeleton(cond: Any) -> tuple[Any, bool]:
         doc: dict[str, Any] = {}
         exact = True
         for key, sub in cond.items():
-            part, part_exact = _skeleton(sub)
+            part, part_exact = _skeleton(sub) if _jsonb_safe(key) else (_NONE, False)
             if part is _NONE:
                 exact = False
             else:
@@ -206,4 +206,11 @@ def _skeleton(cond: Any) -> tuple[Any, bool]:
         return parts, False  # jsonb arrays contain unordered subsets: never exact
     if isinstance(cond, int | float) and not isinstance(cond, bool):
         return cond, False  # jsonb says 1 = 1.0
+    if isinstance(cond, str) and not _jsonb_safe(cond):
+        return _NONE, False
     return cond, True  # str, bool, None
+
+
+def _jsonb_safe(text: str) -> bool:
+    """jsonb cannot hold NUL: such strings stay out of the SQL skeleton."""
+    return "\x00" not in text
