@@ -40,28 +40,30 @@ from memlayer.store.conformance.jsonstrict import same_json
 
 Order = Literal["newest_first"]
 
+# Few labels, so namespaces collide often, in families of near misses that searches and
+# listings swap for each other: "john" beside "john-doe" and "johnny" (a prefix must not
+# cross a label's end), "u" beside "u_1", "uX1" and "u%" (no LIKE wildcards), "*".
 LABELS = [
-    "users",
+    "john",
+    "john-doe",
+    "johnny",
+    "u",
     "u_1",
     "uX1",
     "u%",
     "%",
     "_",
     "*",
-    "a*b",
     "사용자",
     "😀",
     "x" * 120,
-    "john",
-    "john-doe",
-    "johnny",
 ]
 KEYS = ["k", "k_1", "k%", "*", "기억", "a b"]
 
 labels = st.sampled_from(LABELS)
-namespaces = st.lists(labels, min_size=1, max_size=4).map(tuple)
+namespaces = st.lists(labels, min_size=1, max_size=3).map(tuple)
 deep_namespaces = st.lists(labels, min_size=5, max_size=10).map(tuple)
-any_namespace = st.one_of(namespaces, namespaces, deep_namespaces)
+fresh_namespaces = st.one_of(namespaces, namespaces, namespaces, deep_namespaces)
 prefixes = st.lists(labels, min_size=0, max_size=3).map(tuple)
 keys = st.sampled_from(KEYS)
 
@@ -95,7 +97,6 @@ filters = st.one_of(
     st.fixed_dictionaries({"s": st.fixed_dictionaries({"$ne": st.sampled_from(["red", "x"])})}),
     st.fixed_dictionaries({"b": st.fixed_dictionaries({"$ne": st.booleans()})}),
 )
-match_paths = st.lists(st.one_of(labels, st.just("*")), min_size=1, max_size=3).map(tuple)
 
 
 def store_state_machine(
@@ -121,24 +122,63 @@ def store_state_machine(
         def empty(self) -> None:
             reset()
 
-        # --- writes ------------------------------------------------------------------
+        # --- what to touch: mostly what exists, sometimes something new ----------------
 
-        @rule(namespace=any_namespace, key=keys, value=values)
-        def put(self, namespace: tuple[str, ...], key: str, value: dict[str, Any]) -> None:
+        def _namespace(self, data: st.DataObject) -> tuple[str, ...]:
+            known = sorted({ns for ns, _ in self.tick})
+            if known and data.draw(st.booleans(), label="reuse a namespace"):
+                base = data.draw(st.sampled_from(known), label="known namespace")
+                # a sibling, a child or the namespace itself
+                how = data.draw(st.sampled_from(["same", "child", "sibling"]), label="how")
+                if how == "child":
+                    return (*base, data.draw(labels, label="child label"))
+                if how == "sibling":
+                    return (*base[:-1], data.draw(labels, label="sibling label"))
+                return base
+            return data.draw(fresh_namespaces, label="fresh namespace")
+
+        def _prefix(self, data: st.DataObject, *, wildcards: bool = False) -> tuple[str, ...]:
+            """A fresh prefix, the start of a known namespace, or a near miss of one: its
+            last label swapped for one that starts it or that it starts ("john" where the
+            data has "john-doe"), and for listings, maybe a label swapped for "*"."""
+            known = sorted({ns for ns, _ in self.tick})
+            mode = data.draw(st.sampled_from(["fresh", "known", "near"]), label="prefix kind")
+            if not known or mode == "fresh":
+                return data.draw(prefixes, label="fresh prefix")
+            base = data.draw(st.sampled_from(known), label="known namespace")
+            path = list(base[: data.draw(st.integers(1, len(base)), label="depth")])
+            if mode == "near":
+                last = path[-1]
+                family = [
+                    x for x in LABELS if x != last and (x.startswith(last) or last.startswith(x))
+                ]
+                if family:
+                    path[-1] = data.draw(st.sampled_from(family), label="near-miss label")
+            if wildcards and data.draw(st.booleans(), label="a wildcard"):
+                path[data.draw(st.integers(0, len(path) - 1), label="where")] = "*"
+            return tuple(path)
+
+        def _item(self, data: st.DataObject) -> tuple[tuple[str, ...], str]:
+            if self.tick and data.draw(st.booleans(), label="an existing item"):
+                return data.draw(st.sampled_from(sorted(self.tick)), label="existing item")
+            return self._namespace(data), data.draw(keys, label="key")
+
+        # --- writes --------------------------------------------------------------------
+
+        @rule(data=st.data(), value=values)
+        def put(self, data: st.DataObject, value: dict[str, Any]) -> None:
+            namespace, key = self._item(data)
             store.put(namespace, key, value)
             self.reference.put(namespace, key, value)
             self.tick[(namespace, key)] = next(self.clock)
 
-        @rule(
-            writes=st.lists(
-                st.tuples(any_namespace, keys, st.one_of(st.none(), values)),
-                min_size=1,
-                max_size=5,
-            )
-        )
-        def put_batch(
-            self, writes: list[tuple[tuple[str, ...], str, dict[str, Any] | None]]
-        ) -> None:
+        @rule(data=st.data(), size=st.integers(1, 5))
+        def put_batch(self, data: st.DataObject, size: int) -> None:
+            writes = []
+            for _ in range(size):
+                namespace, key = self._item(data)
+                value = data.draw(st.one_of(st.none(), values), label="value or delete")
+                writes.append((namespace, key, value))
             ops = [PutOp(ns, k, v) for ns, k, v in writes]
             store.batch(ops)
             self.reference.batch(ops)
@@ -149,16 +189,18 @@ def store_state_machine(
                 else:
                     self.tick[(ns, k)] = now
 
-        @rule(namespace=any_namespace, key=keys)
-        def delete(self, namespace: tuple[str, ...], key: str) -> None:
+        @rule(data=st.data())
+        def delete(self, data: st.DataObject) -> None:
+            namespace, key = self._item(data)
             store.delete(namespace, key)
             self.reference.delete(namespace, key)
             self.tick.pop((namespace, key), None)
 
-        # --- reads -------------------------------------------------------------------
+        # --- reads -----------------------------------------------------------------------
 
-        @rule(namespace=any_namespace, key=keys)
-        def get(self, namespace: tuple[str, ...], key: str) -> None:
+        @rule(data=st.data())
+        def get(self, data: st.DataObject) -> None:
+            namespace, key = self._item(data)
             got = store.get(namespace, key)
             want = self.reference.get(namespace, key)
             if want is None:
@@ -170,18 +212,19 @@ def store_state_machine(
             assert got.created_at <= got.updated_at
 
         @rule(
-            prefix=prefixes,
+            data=st.data(),
             search_filter=filters,
             limit=st.integers(0, 12),
             offset=st.integers(0, 12),
         )
         def search(
             self,
-            prefix: tuple[str, ...],
+            data: st.DataObject,
             search_filter: dict[str, Any] | None,
             limit: int,
             offset: int,
         ) -> None:
+            prefix = self._prefix(data)
             matching = self.reference.search(prefix, filter=search_filter, limit=10**6)
             matching.sort(
                 key=lambda i: (-self.tick[(i.namespace, i.key)], ".".join(i.namespace), i.key)
@@ -195,20 +238,23 @@ def store_state_machine(
                 assert same_json(item.value, by_key[(item.namespace, item.key)].value)
 
         @rule(
-            prefix=st.one_of(st.none(), match_paths),
-            suffix=st.one_of(st.none(), match_paths),
+            data=st.data(),
             max_depth=st.one_of(st.none(), st.integers(1, 6)),
             limit=st.integers(0, 30),
             offset=st.integers(0, 5),
         )
         def list_namespaces(
-            self,
-            prefix: tuple[str, ...] | None,
-            suffix: tuple[str, ...] | None,
-            max_depth: int | None,
-            limit: int,
-            offset: int,
+            self, data: st.DataObject, max_depth: int | None, limit: int, offset: int
         ) -> None:
+            prefix = suffix = None
+            if data.draw(st.booleans(), label="with a prefix"):
+                prefix = self._prefix(data, wildcards=True) or None
+            if data.draw(st.booleans(), label="with a suffix"):
+                suffix = tuple(reversed(self._prefix(data, wildcards=True))) or None
+                if suffix and data.draw(st.booleans(), label="suffix of a known namespace"):
+                    known = sorted({ns for ns, _ in self.tick}) or [suffix]
+                    base = data.draw(st.sampled_from(known), label="known namespace")
+                    suffix = base[-data.draw(st.integers(1, len(base)), label="length") :]
             kwargs = {
                 "prefix": prefix,
                 "suffix": suffix,
@@ -230,7 +276,7 @@ def store_state_machine(
 
 
 #: Bounded so a run against a real database takes seconds, not minutes.
-DEFAULT_SETTINGS = hypothesis_settings(max_examples=20, stateful_step_count=30, deadline=None)
+DEFAULT_SETTINGS = hypothesis_settings(max_examples=25, stateful_step_count=30, deadline=None)
 
 
 def run_store_state_machine(

@@ -564,28 +564,24 @@ class TTLConformance(_Kit):
         assert await _key_set(store, ("t",), refresh_ttl=False) == {"kept", "forever", "cleared"}
         assert await store.alist_namespaces(prefix=("t",)) == [("t", "long")]
 
-    async def test_fractional_ttls_are_kept_and_reads_refresh_them(self, store: BaseStore) -> None:
-        """A 3 s TTL read after 2 s with refresh outlives its first 3 s; one read without
-        refresh does not. (A store that rounds 0.05 minutes to 0 or 1 fails one way or the
-        other.)"""
+    async def test_fractional_ttls_are_kept_and_reads_refresh_them(
+        self, store: BaseStore
+    ) -> None:
+        """A 3 s TTL (0.05 minutes) read after 2 s with refresh, by get or by search,
+        outlives its first 3 s; one read without refresh does not. (A store that rounds
+        0.05 minutes to 0 or to 1 fails one way or the other.)"""
         ttl_s = self.refresh_ttl * 60
         start = time.monotonic()
-        await store.aput(("t",), "refreshed", {"v": 1}, ttl=self.refresh_ttl)
-        await store.aput(("t",), "not-refreshed", {"v": 1}, ttl=self.refresh_ttl)
+        await store.aput(("t", "g"), "by-get", {"v": 1}, ttl=self.refresh_ttl)
+        await store.aput(("t", "s"), "by-search", {"kind": "x"}, ttl=self.refresh_ttl)
+        await store.aput(("t", "g"), "not-refreshed", {"v": 1}, ttl=self.refresh_ttl)
         await self._until(start, ttl_s * 2 / 3)
-        assert await store.aget(("t",), "refreshed", refresh_ttl=True) is not None
-        assert await store.aget(("t",), "not-refreshed", refresh_ttl=False) is not None
+        assert await store.aget(("t", "g"), "by-get", refresh_ttl=True) is not None
+        found = await _keys(store, ("t", "s"), filter={"kind": "x"}, refresh_ttl=True)
+        assert found == ["by-search"]
+        assert await store.aget(("t", "g"), "not-refreshed", refresh_ttl=False) is not None
         await self.settle(store)
         await self._until(start, ttl_s * 7 / 6)
-        assert await store.aget(("t",), "refreshed", refresh_ttl=False) is not None
-        assert await store.aget(("t",), "not-refreshed", refresh_ttl=False) is None
-
-    async def test_search_refreshes_what_it_returns(self, store: BaseStore) -> None:
-        ttl_s = self.refresh_ttl * 60
-        start = time.monotonic()
-        await store.aput(("t",), "a", {"kind": "x"}, ttl=self.refresh_ttl)
-        await self._until(start, ttl_s * 2 / 3)
-        assert await _keys(store, ("t",), filter={"kind": "x"}, refresh_ttl=True) == ["a"]
-        await self.settle(store)
-        await self._until(start, ttl_s * 7 / 6)
-        assert await _keys(store, ("t",), refresh_ttl=False) == ["a"]
+        assert await store.aget(("t", "g"), "by-get", refresh_ttl=False) is not None
+        assert await _keys(store, ("t", "s"), refresh_ttl=False) == ["by-search"]
+        assert await store.aget(("t", "g"), "not-refreshed", refresh_ttl=False) is None

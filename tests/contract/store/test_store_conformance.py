@@ -149,7 +149,6 @@ class TestAsyncPostgresStoreOmittingExpired(TTLConformance):
 
     expected_failures = {
         "test_fractional_ttls_are_kept_and_reads_refresh_them": TTL_ROUNDED,
-        "test_search_refreshes_what_it_returns": TTL_ROUNDED,
     }
 
     @pytest.fixture
