@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         description="Reads push a TTL item's expiry forward at most once per this interval "
         "(or half the item's TTL, if shorter).",
     )
+    store_ttl_refresh_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="TTL refreshes noted by reads are written together, at most one "
+        "statement per this many seconds per process.",
+    )
     store_ttl_sweep_interval_minutes: float = Field(
         default=5.0,
         ge=0,

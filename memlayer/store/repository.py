@@ -158,6 +158,11 @@ class StoreRepository:
     def is_postgres(self) -> bool:
         return self._postgres
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine every statement goes through (a seam for tests and tooling)."""
+        return self._engine
+
     # --- reads ---------------------------------------------------------------------
 
     async def read(

@@ -140,6 +140,10 @@ class MemlayerStore(BaseStore):
         return await self._refresher.flush()
 
     @property
+    def repository(self) -> StoreRepository:
+        return self._repository
+
+    @property
     def refresher(self) -> Refresher:
         return self._refresher
 

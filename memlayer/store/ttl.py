@@ -5,11 +5,14 @@
   kept exactly (``ttl=0.5`` is thirty seconds, never rounded to a whole minute).
 - **Refresh on read never writes in the read.** A read only notes the TTL items it returned
   whose expiry was set at least ``S = min(store_ttl_refresh_interval_seconds, TTL / 2)``
-  ago; a background task flushes the noted items as ONE ``UPDATE`` per flush, and that
-  ``UPDATE`` checks the same rule again in SQL, so an item's row is written at most once per
-  ``S`` however many readers and processes read it. Items without a TTL are never noted, so
-  reading them never writes. The price, stated: a refreshed item expires between
-  ``TTL - S`` and ``TTL`` (plus the flush's delay) after its last read, never earlier.
+  ago. A background task writes what was noted ``F = store_ttl_refresh_flush_seconds``
+  after the first note, as ONE ``UPDATE`` for all of them: at most one refresh statement
+  per ``F`` per process (1 s by default), whatever the read rate. That ``UPDATE`` checks the
+  ``S`` rule again in SQL, so an item's row is written at most once per ``S`` (60 s by
+  default) however many readers and processes read it. Items without a TTL are never
+  noted: reading them never writes. The price, stated: a refreshed item expires between
+  ``TTL - S`` and ``TTL + F`` after its last read; a refresh lost with its process (or to
+  an outage) leaves the item expiring ``TTL`` after its previous refresh.
 - **The sweeper** deletes expired rows every ``sweep_interval_minutes`` (in chunks, skipping
   rows other sweepers hold), to reclaim space; correctness never waits for it.
 """
@@ -51,6 +54,7 @@ class TTLPolicy:
     default_minutes: float | None
     refresh_on_read: bool
     refresh_interval_seconds: float
+    refresh_flush_seconds: float
     sweep_interval_minutes: float | None
 
     @classmethod
@@ -71,6 +75,7 @@ class TTLPolicy:
             default_minutes=check_ttl(given.get("default_ttl", settings.store_default_ttl_minutes)),
             refresh_on_read=bool(given.get("refresh_on_read", settings.store_ttl_refresh_on_read)),
             refresh_interval_seconds=settings.store_ttl_refresh_interval_seconds,
+            refresh_flush_seconds=settings.store_ttl_refresh_flush_seconds,
             sweep_interval_minutes=float(sweep) if sweep else None,
         )
 
@@ -146,6 +151,8 @@ class Refresher:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            # The coalescing window: a timer, not synchronisation.
+            await asyncio.sleep(self._policy.refresh_flush_seconds)
             self._wake.clear()
             await self.flush()
 
