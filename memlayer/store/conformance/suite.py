@@ -136,7 +136,7 @@ class StoreConformance(_Kit):
             "large_float": 1e16,
             "small_float": 1e-7,
             "tenth": 0.1,
-            "text": "héllo 사용자 😀 \u2028 \t \"quoted\" back\\slash",
+            "text": 'héllo 사용자 😀 \u2028 \t "quoted" back\\slash',
             "empty_list": [],
             "empty_object": {},
             "nested": {"list": [1, 1.0, True, None, "1", {"deep": [[]]}]},
@@ -564,9 +564,7 @@ class TTLConformance(_Kit):
         assert await _key_set(store, ("t",), refresh_ttl=False) == {"kept", "forever", "cleared"}
         assert await store.alist_namespaces(prefix=("t",)) == [("t", "long")]
 
-    async def test_fractional_ttls_are_kept_and_reads_refresh_them(
-        self, store: BaseStore
-    ) -> None:
+    async def test_fractional_ttls_are_kept_and_reads_refresh_them(self, store: BaseStore) -> None:
         """A 3 s TTL (0.05 minutes) read after 2 s with refresh, by get or by search,
         outlives its first 3 s; one read without refresh does not. (A store that rounds
         0.05 minutes to 0 or to 1 fails one way or the other.)"""

@@ -124,7 +124,7 @@ async def test_the_background_task_writes_noted_refreshes(
         assert await store.aget(("ttl",), "k") is not None
         await asyncio.wait_for(flushed.wait(), timeout=30)
     assert written == [1]
-    [(ttl, life)] = (await _rows(admin_engine)).values()
+    [(_ttl, life)] = (await _rows(admin_engine)).values()
     assert life is not None and life > timedelta(minutes=10)
 
 
