@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from langgraph.store.base import TTLConfig
 
@@ -60,7 +61,7 @@ class TTLPolicy:
     @classmethod
     def resolve(cls, ttl: TTLConfig | None, settings: Settings) -> TTLPolicy:
         """An explicit ``TTLConfig`` wins key by key over the ``MEMLAYER_STORE_*`` settings."""
-        given = dict(ttl or {})
+        given: dict[str, Any] = dict(ttl or {})
         unknown = set(given) - _KNOWN_KEYS
         if unknown:
             raise InvalidOperation(f"unknown TTLConfig keys: {', '.join(sorted(unknown))}")

@@ -126,7 +126,8 @@ def store_state_machine(
 
         def _namespace(self, data: st.DataObject) -> tuple[str, ...]:
             known = sorted({ns for ns, _ in self.tick})
-            if known and data.draw(st.booleans(), label="reuse a namespace"):
+            reuse = data.draw(st.booleans(), label="reuse a namespace")
+            if known and reuse:
                 base = data.draw(st.sampled_from(known), label="known namespace")
                 # a sibling, a child or the namespace itself
                 how = data.draw(st.sampled_from(["same", "child", "sibling"]), label="how")
@@ -159,7 +160,8 @@ def store_state_machine(
             return tuple(path)
 
         def _item(self, data: st.DataObject) -> tuple[tuple[str, ...], str]:
-            if self.tick and data.draw(st.booleans(), label="an existing item"):
+            existing = data.draw(st.booleans(), label="an existing item")
+            if self.tick and existing:
                 return data.draw(st.sampled_from(sorted(self.tick)), label="existing item")
             return self._namespace(data), data.draw(keys, label="key")
 

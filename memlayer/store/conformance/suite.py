@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -124,7 +124,7 @@ class StoreConformance(_Kit):
 
     async def test_values_round_trip_as_the_same_json(self, store: BaseStore) -> None:
         """Booleans stay booleans, integers stay exact at any size, floats stay floats."""
-        value = {
+        value: dict[str, Any] = {
             "true": True,
             "false": False,
             "null": None,
@@ -437,7 +437,7 @@ class StoreConformance(_Kit):
 
     # --- listing namespaces ------------------------------------------------------------
 
-    async def _namespaces(self, store: BaseStore, namespaces: list[tuple[str, ...]]) -> None:
+    async def _namespaces(self, store: BaseStore, namespaces: Sequence[tuple[str, ...]]) -> None:
         for ns in namespaces:
             await store.aput(ns, "k", {"v": 1})
 
