@@ -98,6 +98,30 @@ class Settings(BaseSettings):
     preference_value_max_bytes: int = Field(default=1024, gt=0)
     preference_key_max_length: int = Field(default=100, gt=0)
 
+    # --- LangGraph store (memlayer.store) --------------------------------------------
+    store_default_ttl_minutes: float | None = Field(
+        default=None, gt=0, description="TTL of items put without one; unset: never expire."
+    )
+    store_ttl_refresh_on_read: bool = True
+    store_ttl_refresh_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Reads push a TTL item's expiry forward at most once per this interval "
+        "(or half the item's TTL, if shorter).",
+    )
+    store_ttl_refresh_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="TTL refreshes noted by reads are written together, at most one "
+        "statement per this many seconds per process.",
+    )
+    store_ttl_sweep_interval_minutes: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often each process deletes expired items; 0 turns the sweeper "
+        "off (expired items are never returned either way).",
+    )
+
     # --- sessions and auth ---------------------------------------------------------
     session_ttl_hours: float = Field(default=24.0, gt=0)
     jwt_secret: SecretStr | None = None
