@@ -12,7 +12,7 @@ import uuid
 import httpx
 from playwright.async_api import Page, expect
 
-from tests.e2e.conftest import OpenPage, Screenshot
+from tests.support.browser import OpenPage, Screenshot
 from tests.support.live_server import LiveServer
 
 PASSWORD = "password-123"
