@@ -40,9 +40,14 @@ function signOut(message = "") {
   $("auth-error").textContent = message;
 }
 
-function resetConversationView() {
+// An empty conversation and memory panel, the past conversations refreshed, the socket
+// opening.
+async function startConversation() {
   resetConversation();
   resetMemoryPanel();
+  $("chat-input").focus();
+  refreshConversations();
+  await connect();
 }
 
 async function enterChat() {
@@ -52,18 +57,12 @@ async function enterChat() {
   $("identity-label").textContent = signedIn() ? identity().email : "익명 사용자";
   $("sign-out").textContent = signedIn() ? "로그아웃" : "로그인";
   $("forget-all").hidden = !signedIn();
-  resetConversationView();
-  $("chat-input").focus();
-  refreshConversations();
-  await connect();
+  await startConversation();
 }
 
 async function newChat() {
   leaveSession();
-  resetConversationView();
-  $("chat-input").focus();
-  refreshConversations();
-  await connect();
+  await startConversation();
 }
 
 function main() {
