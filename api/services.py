@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from memlayer.api.auth import TokenService
+from memlayer.api.ratelimit import AbuseLimiter
 from memlayer.cache import ContextCache, NullContextCache, RedisClient, make_redis_client
 from memlayer.memory.coherence import CoherenceTasks, context_cache
 from memlayer.memory.db import Database
@@ -33,6 +34,7 @@ class AppServices:
     history: ChatHistory
     tokens: TokenService
     workflow: ChatWorkflow
+    limiter: AbuseLimiter
     coherence: CoherenceTasks | None = None
 
     @classmethod
@@ -72,10 +74,12 @@ class AppServices:
                 ttl_seconds=settings.jwt_ttl_seconds,
             ),
             workflow=ChatWorkflow(memory),
+            limiter=AbuseLimiter.from_settings(settings),
             coherence=coherence,
         )
 
     async def aclose(self) -> None:
+        await self.limiter.aclose()
         if self.coherence is not None:
             await self.coherence.aclose()
         await self.memory.aclose()

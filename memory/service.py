@@ -10,7 +10,6 @@ otherwise any process's drainer installs a marker for it. Anonymous callers
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -18,13 +17,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memlayer.cache import CachePort, NullContextCache
 from memlayer.memory.acks import OutboxAcks
 from memlayer.memory.db import Database
+from memlayer.memory.dberrors import translate, translated
 from memlayer.memory.errors import (
     InvalidMemory,
     MemoryLayerError,
@@ -36,6 +34,7 @@ from memlayer.memory.errors import (
 from memlayer.memory.metrics import MEMORY_WRITES, REPLICA_DISCARDED
 from memlayer.memory.outbox import CONTEXT_FAMILY
 from memlayer.memory.repository import MemoryRepository
+from memlayer.memory.values import UnportableValue, check_portable
 from memlayer.records import (
     EntityInput,
     LoadResult,
@@ -64,9 +63,6 @@ class _AlreadyStored(Exception):
     def __init__(self, record: MemoryRecord) -> None:
         self.record = record
 
-
-# Errors that mean "Postgres is not answering", as opposed to a bug or bad input.
-_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError)
 
 MAX_ENTITY_TYPE = 50
 MAX_ENTITY_NAME = 200
@@ -131,7 +127,7 @@ class LongTermMemoryService:
         older than a version known to be committed (a marker in Redis, a write this
         process acknowledged) is discarded.
         """
-        try:
+        with translated("loading memory"):
             if self._db.replica_engine is None or floor.primary:
                 return await self._read_context(self._db.sessionmaker, user_id)
             try:
@@ -142,8 +138,6 @@ class LongTermMemoryService:
                 return context
             REPLICA_DISCARDED.inc()
             return await self._read_context(self._db.sessionmaker, user_id)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"database unavailable while loading memory: {exc}") from exc
 
     async def _read_context(
         self, sessionmaker: async_sessionmaker[AsyncSession], user_id: int
@@ -246,7 +240,7 @@ class LongTermMemoryService:
         """Delete one of the user's own memories; MemoryNotFound for anyone else's."""
         if user_id is None:
             raise MemoryNotFound(memory_id)
-        if not isinstance(memory_id, int) or memory_id <= 0:
+        if not isinstance(memory_id, int) or not 0 < memory_id < 2**63:
             raise MemoryNotFound(memory_id)
 
         async def work(repo: MemoryRepository) -> None:
@@ -293,34 +287,33 @@ class LongTermMemoryService:
             # A retried turn: the transaction rolled back, so nothing changed anywhere.
             MEMORY_WRITES.labels("duplicate").inc()
             return Written(cast(T, done.record), version - 1)
-        except (*_UNAVAILABLE, DBAPIError) as exc:
-            # A dropped connection surfaces as a plain DBAPIError with the connection
-            # invalidated: Postgres is unavailable, not refusing the write.
-            if isinstance(exc, DBAPIError) and not (
-                isinstance(exc, _UNAVAILABLE) or exc.connection_invalidated
-            ):
+        except Exception as exc:
+            error = translate(exc, "the memory write")
+            if isinstance(error, StoreUnavailable):
+                if committing:
+                    # The connection failed during COMMIT: the write may or may not be in
+                    # Postgres. A marker at the bumped version keeps any older context
+                    # from being (re)installed; if it did commit, its outbox row makes a
+                    # drainer install a durable one. (A write that failed before COMMIT
+                    # rolled back: Redis is not touched at all.)
+                    MEMORY_WRITES.labels("unknown").inc()
+                    await self._cache.mark_outcome_unknown(user_id, version)
+                    raise WriteOutcomeUnknown(
+                        "the database connection failed while committing: the write may "
+                        "or may not have been saved; retrying the same turn with the same "
+                        "turn_id is safe (it is stored at most once)"
+                    ) from exc
+                MEMORY_WRITES.labels("error").inc()
+            elif isinstance(error, MemoryLayerError):
+                # The caller's mistake (unknown user, someone else's memory, a value the
+                # database refused): not a failure of the store, so it must not feed the
+                # write-failure alert.
                 MEMORY_WRITES.labels("rejected").inc()
-                raise InvalidMemory(f"the database refused the write: {exc.orig}") from exc
-            if committing:
-                # The connection failed during COMMIT: the write may or may not be in
-                # Postgres. A marker at the bumped version keeps any older context from
-                # being (re)installed; if it did commit, its outbox row makes a drainer
-                # install a durable one. (A write that failed before COMMIT rolled back:
-                # Redis is not touched at all.)
-                MEMORY_WRITES.labels("unknown").inc()
-                await self._cache.mark_outcome_unknown(user_id, version)
-                raise WriteOutcomeUnknown(
-                    "the database connection failed while committing: the write may or "
-                    "may not have been saved; retrying the same turn with the same "
-                    "turn_id is safe (it is stored at most once)"
-                ) from exc
-            MEMORY_WRITES.labels("error").inc()
-            raise StoreUnavailable(f"database unavailable; the write was not saved: {exc}") from exc
-        except MemoryLayerError:
-            # The caller's mistake (unknown user, someone else's memory): not a failure of
-            # the store, so it must not feed the write-failure alert.
-            MEMORY_WRITES.labels("rejected").inc()
-            raise
+            else:
+                MEMORY_WRITES.labels("error").inc()
+            if error is exc:
+                raise
+            raise error from exc
         except BaseException:
             MEMORY_WRITES.labels("error").inc()
             raise
@@ -348,6 +341,7 @@ class LongTermMemoryService:
                 f"summary is {len(summary)} characters; the maximum is "
                 f"{self._settings.summary_max_length} (MEMLAYER_SUMMARY_MAX_LENGTH)"
             )
+        _check_portable(summary, "summary")
         return summary
 
     def _check_preferences(self, preferences: Mapping[str, Any]) -> dict[str, Any]:
@@ -357,6 +351,7 @@ class LongTermMemoryService:
         checked: dict[str, Any] = {}
         for key, value in preferences.items():
             _check_name(key, "preference key", s.preference_key_max_length)
+            _check_portable(value, f"preference {key!r}")
             try:
                 # Strict JSON: no NaN/Infinity, no datetimes or other Python-only types.
                 encoded = json.dumps(value, allow_nan=False, ensure_ascii=False).encode()
@@ -373,6 +368,14 @@ class LongTermMemoryService:
         return checked
 
 
+def _check_portable(value: Any, what: str) -> None:
+    """Refuse what the cache, the API's JSON or the turn state could not carry."""
+    try:
+        check_portable(value)
+    except UnportableValue as exc:
+        raise InvalidMemory(f"{what} cannot be stored: it holds {exc}") from exc
+
+
 def _check_user_id(user_id: Any) -> None:
     if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id <= 0:
         raise InvalidMemory(f"user_id must be a positive integer, got {user_id!r}")
@@ -383,6 +386,7 @@ def _check_name(value: Any, what: str, max_length: int) -> str:
         raise InvalidMemory(f"{what} must be a non-empty string")
     if len(value) > max_length:
         raise InvalidMemory(f"{what} {value[:20]!r}... is longer than {max_length} characters")
+    _check_portable(value, what)
     return value
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from prometheus_client import REGISTRY
 
 from memlayer.api.deps import Services
+from memlayer.api.openapi import errors
 from memlayer.cache import RequestCounts
 
 router = APIRouter(prefix="/ops", tags=["ops"])
@@ -68,7 +69,11 @@ def summary_numbers() -> dict[str, Any]:
     }
 
 
-@router.get("/summary", summary="Cache hit ratio, latency, DB queries and breaker state")
+@router.get(
+    "/summary",
+    summary="Cache hit ratio, latency, DB queries and breaker state",
+    responses=errors(),
+)
 async def summary(services: Services) -> dict[str, Any]:
     numbers = summary_numbers()
     numbers["breaker_open"] = services.cache.breaker_open

@@ -9,7 +9,7 @@
   writes by it.
 
 Revision ID: 0006_coherence
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-01 09:00:00
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_coherence"
-down_revision: str | None = "0003"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
