@@ -300,8 +300,8 @@ class LongTermMemoryService:
                     await self._cache.mark_outcome_unknown(user_id, version)
                     raise WriteOutcomeUnknown(
                         "the database connection failed while committing: the write may "
-                        "or may not have been saved; retrying the same turn with the same "
-                        "turn_id is safe (it is stored at most once)"
+                        "or may not have been saved. Retrying is safe: a turn retried with "
+                        "the same turn_id is stored at most once, and deletes are idempotent"
                     ) from exc
                 MEMORY_WRITES.labels("error").inc()
             elif isinstance(error, MemoryLayerError):

@@ -78,7 +78,7 @@ async def test_an_unknown_commit_outcome_is_said_cached_safely_and_the_retry_sto
     turn = uuid.uuid4()
 
     pg.cut_at(b"COMMIT", deliver=saved)
-    with pytest.raises(WriteOutcomeUnknown, match="same turn_id is safe"):
+    with pytest.raises(WriteOutcomeUnknown, match="same turn_id is stored at most once"):
         await _turn(writer.service, uid, turn, "second turn")
 
     assert pg.cut_done.is_set()
@@ -146,3 +146,53 @@ async def test_the_same_turn_id_of_another_user_is_theirs_alone(
     stored = await _turn(reader.service, second, turn, "second's")
     assert stored is not None and stored.summary == "second's"
     assert await _memories(reader.database, second) == 1
+
+
+async def test_the_workflow_says_unknown_and_the_retried_turn_is_remembered_once(
+    coherence_settings: Settings,
+) -> None:
+    """Planning reads through the "replica" (direct), so only the save's COMMIT is cut."""
+    from memlayer.supervisor import ChatWorkflow, ListEmitter
+
+    url = make_url(coherence_settings.database_url or "")
+    pg = await ChaosProxy(url.port or 5432, url.host or "127.0.0.1").start()
+    through = url.set(host="127.0.0.1", port=pg.port).render_as_string(hide_password=False)
+    settings = coherence_settings.model_copy(
+        update={"database_url": through, "database_replica_url": coherence_settings.database_url}
+    )
+    database = Database.from_settings(settings)
+    service = LongTermMemoryService(database, settings)
+    workflow = ChatWorkflow(service)
+    uid = await create_user(database)
+    turn_id = str(uuid.uuid4())
+    try:
+        pg.cut_at(b"COMMIT")  # the save reaches Postgres; its reply never comes back
+        first = ListEmitter()
+        answered = await workflow.run_turn(
+            query="강남구 아파트 시세 알려줘",
+            session_id="s-1",
+            user_id=uid,
+            chat_session_id=None,
+            emitter=first,
+            turn_id=turn_id,
+        )
+        [unavailable] = first.of_type("memory_unavailable")
+        assert (unavailable["stage"], unavailable["outcome"]) == ("save", "unknown")
+        assert unavailable["error"] == "WriteOutcomeUnknown" and answered.response
+        assert first.of_type("final_response")[0]["turn_id"] == turn_id
+
+        again = ListEmitter()
+        await workflow.run_turn(
+            query="강남구 아파트 시세 알려줘",
+            session_id="s-1",
+            user_id=uid,
+            chat_session_id=None,
+            emitter=again,
+            turn_id=turn_id,
+        )
+        assert not again.of_type("memory_unavailable")
+        assert await _memories(database, uid) == 1
+    finally:
+        await service.aclose()
+        await database.aclose()
+        await pg.aclose()
