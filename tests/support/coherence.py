@@ -94,19 +94,57 @@ async def converges(
     The deadline IS the assertion (the coherence bound), so polling, not sleeping, is
     the synchronisation. Returns how long convergence took.
     """
+
+    async def read() -> int:
+        return (await load()).context.version
+
+    return await version_converges(read, version, within_s)
+
+
+async def version_converges(
+    read: Callable[[], Awaitable[int]], version: int, within_s: float
+) -> float:
+    """:func:`converges` for anything that reads a version (an HTTP endpoint, a process)."""
     started = time.monotonic()
     seen: list[int] = []
     while True:
-        result = await load()
-        seen.append(result.context.version)
-        if result.context.version >= version:
+        current = await read()
+        seen.append(current)
+        if current >= version:
             return time.monotonic() - started
         if time.monotonic() - started > within_s:
             raise AssertionError(
-                f"still at v{result.context.version} {within_s:.2f}s after v{version} was "
-                f"acknowledged (versions seen: {sorted(set(seen))})"
+                f"still at v{current} {within_s:.2f}s after v{version} was acknowledged "
+                f"(versions seen: {sorted(set(seen))})"
             )
         await asyncio.sleep(0.02)
+
+
+async def never_older_than_after(
+    read: Callable[[], Awaitable[int]],
+    version: int,
+    *,
+    since: float,
+    bound_s: float,
+    watch_s: float = 1.0,
+) -> float:
+    """Every read that starts later than ``bound_s`` after ``since`` (a monotonic time:
+    the fault) returns ``version`` or newer; reads go on until ``watch_s`` past the bound.
+
+    For faults where a fresh answer does not mean the cause is gone (Redis restored from
+    an old snapshot: a load may bypass Redis once and read it again after). Returns the
+    time after ``since`` of the last older answer (0.0 if none): the staleness observed.
+    """
+    last_older = 0.0
+    while (now := time.monotonic()) < since + bound_s + watch_s:
+        current = await read()
+        if current < version:
+            assert now <= since + bound_s, (
+                f"v{current} served {now - since:.2f}s after the fault (bound {bound_s:.2f}s)"
+            )
+            last_older = now - since
+        await asyncio.sleep(0.02)
+    return last_older
 
 
 async def never_older(load: Callable[[], Awaitable[LoadResult]], version: int, times: int) -> None:

@@ -9,7 +9,10 @@ held back is delivered after ``forward()``, which is exactly the late reply a re
 connection would misread). ``cut_at(pattern)`` is one-shot: the next client message
 containing ``pattern`` (e.g. a COMMIT) is forwarded and the server's reply swallowed, the
 connection then cut (the server did it; the client never hears) — or, with
-``deliver=False``, the message itself is dropped and the connection cut.
+``deliver=False``, the message itself is dropped and the connection cut. With
+``after=marker`` only a connection that sent ``marker`` first is cut (e.g. the COMMIT of a
+memory write, not of a session check; the client must send statements as text, i.e.
+without prepared statements).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 @dataclass
 class _Link:
     swallow_reply: bool = False
+    armed: bool = False  # sent the ``after`` marker of a pending cut
 
 
 class ChaosProxy:
@@ -36,6 +40,7 @@ class ChaosProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._cut_pattern: bytes | None = None
+        self._cut_after: bytes | None = None
         self._cut_deliver = True
         self.cut_done = asyncio.Event()
 
@@ -56,9 +61,10 @@ class ChaosProxy:
     def stall(self) -> None:
         self._flowing.clear()
 
-    def cut_at(self, pattern: bytes, *, deliver: bool = True) -> None:
+    def cut_at(self, pattern: bytes, *, deliver: bool = True, after: bytes | None = None) -> None:
         """Cut the next connection that sends ``pattern`` (see the module docstring)."""
         self._cut_pattern = pattern
+        self._cut_after = after
         self._cut_deliver = deliver
         self.cut_done.clear()
 
@@ -107,7 +113,14 @@ class ChaosProxy:
                 await self._flowing.wait()
                 if self._refusing:
                     return
-                if to_server and self._cut_pattern is not None and self._cut_pattern in data:
+                if to_server and self._cut_after is not None and self._cut_after in data:
+                    link.armed = True
+                if (
+                    to_server
+                    and self._cut_pattern is not None
+                    and self._cut_pattern in data
+                    and (self._cut_after is None or link.armed)
+                ):
                     self._cut_pattern = None
                     if not self._cut_deliver:
                         self.cut_done.set()
