@@ -25,6 +25,7 @@ that is the ``cache_epoch_check_ms`` part of the coherence bound.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ class EpochWatch:
         "_first",
         "_floor",
         "_floor_store",
+        "_lock",
         "_retry_at",
         "_retry_s",
         "_state",
@@ -123,6 +125,9 @@ class EpochWatch:
         self._retry_s = retry_s
         self._retry_at = 0.0
         self._first: SingleFlight[None] = SingleFlight()
+        # One check or turnover at a time per process: the watcher, a first load and a
+        # write that found the record gone would otherwise turn over twice.
+        self._lock = asyncio.Lock()
 
     async def establish(self) -> None:
         """The first check of a process (or after a failed turnover), single-flighted and
@@ -143,6 +148,10 @@ class EpochWatch:
         Raises Redis errors (the caller counts them for the breaker). A turnover that
         cannot be persisted leaves the process reading nothing from Redis.
         """
+        async with self._lock:
+            await self._check()
+
+    async def _check(self) -> None:
         if self._ask_run_id:
             record, run_id = await self._store.read_epoch_and_run_id()
             if run_id is None:
@@ -154,19 +163,23 @@ class EpochWatch:
         if verdict.turnover is None:
             self._state.set_generation(verdict.generation)
             return
-        await self.turn_over(verdict.turnover, record, run_id)
+        await self._turn_over(verdict.turnover, record, run_id)
 
-    async def turn_over(
-        self,
-        reason: TurnoverReason,
-        record: EpochRecord | None = None,
-        run_id: str | None = None,
-    ) -> None:
+    async def turn_over(self, reason: TurnoverReason) -> None:
         """Persist a higher generation in Postgres, then in Redis; adopt it.
 
         Raises Redis errors. A Postgres failure is logged and leaves the process
         reading nothing from Redis until a later check completes the turnover.
         """
+        async with self._lock:
+            await self._turn_over(reason)
+
+    async def _turn_over(
+        self,
+        reason: TurnoverReason,
+        record: EpochRecord | None = None,
+        run_id: str | None = None,
+    ) -> None:
         state = self._state
         # Stop trusting what Redis holds at once: loads go to the database meanwhile.
         state.distrust()
