@@ -184,6 +184,9 @@ class EpochWatch:
         # Stop trusting what Redis holds at once: loads go to the database meanwhile.
         state.distrust()
         seen = record.generation if record is not None else 0
+        if record is None and self._floor is not None and self._floor == 0:
+            # A first start on a Redis that may hold keys of the pre-epoch scheme.
+            seen = max(seen, await self._store.read_legacy_generation())
         target = max(state.known_generation, self._floor or 0, seen) + 1
         try:
             persisted = await self._floor_store.raise_to(target)

@@ -36,6 +36,12 @@ def epoch_key(prefix: str) -> str:
     return f"{prefix}:{SCHEMA_TAG}:epoch"
 
 
+def legacy_generation_key(prefix: str) -> str:
+    """The generation counter of the scheme before epoch records (read by turnovers only,
+    so an upgraded service never reuses a generation the old one may have left keys in)."""
+    return f"{prefix}:{SCHEMA_TAG}:generation"
+
+
 def scan_pattern(prefix: str) -> str:
     """A SCAN MATCH pattern for every key of this prefix (glob characters escaped)."""
     escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)

@@ -303,6 +303,12 @@ class ContextStore:
         run_id = info.get("run_id") if isinstance(info, dict) else None
         return EpochRecord.parse(raw), str(run_id) if run_id else None
 
+    async def read_legacy_generation(self) -> int:
+        """The pre-epoch generation counter (0 when absent or unreadable)."""
+        async with Deadline(self._timeout):
+            raw = await self._run(self._client.get, keys.legacy_generation_key(self._prefix))
+        return int(raw) if isinstance(raw, bytes) and raw.isdigit() else 0
+
     async def raise_epoch(self, generation: int, run_id: str) -> EpochRecord:
         """Install ``generation`` unless a higher one is there; returns the record now."""
         async with Deadline(self._timeout):

@@ -208,3 +208,15 @@ async def test_a_write_that_finds_the_record_gone_is_deferred_not_written_into_t
 def test_only_generation_and_breaker_events_drop_state() -> None:
     assert {TierEvent.GENERATION_CHANGED, TierEvent.BREAKER_OPENED} == DROP_EVENTS
     assert MemoryContext.empty(1).version == 0
+
+
+async def test_an_upgrade_never_reuses_a_generation_of_the_previous_key_scheme() -> None:
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeAsyncRedis(server=server)
+    await client.set(f"{PREFIX}:v1:generation", b"3")  # the old counter: g1..g3 were used
+
+    cache = make_cache(server)
+    await cache.load(1, CountingLoader(make_context(1, 1)))
+
+    assert cache.generation == 4
+    await cache.aclose()
