@@ -10,6 +10,7 @@ from datetime import timedelta
 from memlayer.api.auth import TokenService
 from memlayer.api.ratelimit import AbuseLimiter
 from memlayer.cache import ContextCache, NullContextCache, RedisClient, make_redis_client
+from memlayer.memory.coherence import CoherenceTasks, context_cache
 from memlayer.memory.db import Database
 from memlayer.memory.history import ChatHistory
 from memlayer.memory.service import LongTermMemoryService
@@ -34,6 +35,7 @@ class AppServices:
     tokens: TokenService
     workflow: ChatWorkflow
     limiter: AbuseLimiter
+    coherence: CoherenceTasks | None = None
 
     @classmethod
     async def start(cls, settings: Settings) -> AppServices:
@@ -47,8 +49,16 @@ class AppServices:
             await asyncio.to_thread(_migrate_embedded, settings)
         database = Database.from_settings(settings)
         redis = make_redis_client(settings) if settings.cache_enabled else None
-        cache = ContextCache(redis, settings) if redis is not None else NullContextCache()
+        cache = (
+            context_cache(redis, database, settings) if redis is not None else NullContextCache()
+        )
         memory = LongTermMemoryService(database, settings, cache)
+        # Every process drains the outbox and samples consistency (DESIGN.md invariant 7).
+        coherence = (
+            CoherenceTasks.start(database, cache, settings)
+            if isinstance(cache, ContextCache)
+            else None
+        )
         return cls(
             settings=settings,
             database=database,
@@ -65,10 +75,14 @@ class AppServices:
             ),
             workflow=ChatWorkflow(memory),
             limiter=AbuseLimiter.from_settings(settings),
+            coherence=coherence,
         )
 
     async def aclose(self) -> None:
         await self.limiter.aclose()
+        if self.coherence is not None:
+            await self.coherence.aclose()
+        await self.memory.aclose()
         await self.cache.aclose()
         if self.redis is not None:
             await self.redis.aclose()

@@ -4,16 +4,25 @@ Knows plain records only (``memlayer.records``), never ORM models or the memory 
 Module map: ``context_cache`` composes the tier; ``shared_read`` (one GET per user at a
 time), ``memo`` (decoded values), ``fill`` (lease/fill/wait), ``recovery`` (generation
 refresh, dirty flush, breaker probe) and ``state`` (where that state changes) are its
-mechanisms; ``store``/``scripts``/``keys``/``codec`` talk to Redis; ``stats`` holds the
-hit ratio.
+mechanisms; ``epoch`` notices Redis losing data and turns the cache over; ``recent``
+remembers acknowledged versions; ``store``/``scripts``/``keys``/``codec`` talk to Redis;
+``stats`` holds the hit ratio; ``port`` the seams to the memory tier (loaders, the
+generation floor, marker installers for the outbox).
 """
 
 from memlayer.cache.client import RedisClient, make_redis_client
-from memlayer.cache.context_cache import ContextCache
-from memlayer.cache.errors import CacheError, CodecError
+from memlayer.cache.context_cache import CachedVersion, ContextCache
+from memlayer.cache.errors import CacheError, CodecError, FloorUnavailable
 from memlayer.cache.hooks import CacheHooks
 from memlayer.cache.null import NullContextCache
-from memlayer.cache.port import CachePort, Loader
+from memlayer.cache.port import (
+    CachePort,
+    GenerationFloor,
+    Loader,
+    MarkerInstall,
+    MarkerInstaller,
+    WriteThrough,
+)
 from memlayer.cache.stats import CacheStats, RequestCounts
 
 __all__ = [
@@ -21,11 +30,17 @@ __all__ = [
     "CacheHooks",
     "CachePort",
     "CacheStats",
+    "CachedVersion",
     "CodecError",
     "ContextCache",
+    "FloorUnavailable",
+    "GenerationFloor",
     "Loader",
+    "MarkerInstall",
+    "MarkerInstaller",
     "NullContextCache",
     "RedisClient",
     "RequestCounts",
+    "WriteThrough",
     "make_redis_client",
 ]

@@ -27,7 +27,21 @@ class BackgroundTasks:
         return task
 
     async def cancel_all(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
+        await cancel_and_wait(*self._tasks)
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel tasks and wait until they are done, cancelling again if need be.
+
+    Python 3.11's ``asyncio.wait_for`` (used inside some clients, fakeredis among them)
+    loses a cancellation that arrives as the awaited result does; a background loop
+    would then run on. Re-cancelling until every task has finished makes stopping sure.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        _, pending = await asyncio.wait(pending, timeout=0.05)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: a loop that failed must not log "never retrieved"

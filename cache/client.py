@@ -2,9 +2,11 @@
 
 URL forms (``MEMLAYER_REDIS_URL``):
 
-* unset — embedded mode: an in-process ``fakeredis`` server with Lua. Good for a laptop
-  and for tests; the cache lives and dies with the process. ``fakeredis`` comes with the
-  ``embedded`` extra (``pip install 'memlayer[embedded]'``), imported only here.
+* unset — embedded mode only (no database URL either): an in-process ``fakeredis``
+  server with Lua. Good for a laptop and for tests; the cache lives and dies with the
+  process. ``fakeredis`` comes with the ``embedded`` extra
+  (``pip install 'memlayer[embedded]'``), imported only here. With a real database an
+  unset URL is refused (``MissingRedisUrl``): each process would have its own cache.
 * ``redis://[user:pass@]host:port/db`` or ``rediss://...`` — one Redis server.
 * ``redis+cluster://host:port`` or ``rediss+cluster://host:port`` — Redis Cluster; the
   address is any one node, the rest are discovered.
@@ -46,6 +48,7 @@ def make_redis_client(settings: Settings) -> RedisClient:
     """One client for the process; the caller owns it and closes it with ``aclose()``."""
     url = settings.redis_url
     if url is None:
+        settings.check_cache_configuration()
         return _embedded_client()
 
     timeout = settings.redis_timeout_ms / 1000

@@ -13,9 +13,18 @@ mechanisms, each in its own module, and decides when each one runs:
   per user as well (invariants 5 and 7). Nothing Redis raises leaves this class.
 * A write that could not reach Redis leaves the user "dirty": loads for that user skip
   Redis, and the user gets a versioned invalidation marker before the breaker closes
-  again; too many dirty users turn into one generation bump (``recovery``, invariant 7).
-* What the process believes about Redis (generation, breaker, dirty set) changes only
-  through ``state.TierState``, which keeps the gauges and tells subscribers.
+  again; too many dirty users turn into one turnover (``recovery``, invariant 7). Other
+  processes learn of such a write from the outbox in Postgres, whose drainer installs
+  markers through :meth:`ContextCache.install_markers`; :meth:`ContextCache.write_through`
+  says whether Redis holds the write, so the writer can clear its outbox row.
+* Redis that lost data is noticed by the epoch watch and the cache turns over to a
+  higher generation (``epoch``); the generation never goes backwards.
+* Once a write is acknowledged, no later load joins a read or a load that began before
+  it (``shared_read``/``singleflight`` forget the user), and database loads are told
+  the versions they must at least see (a lagging replica's answer is discarded).
+* What the process believes about Redis (generation, breaker, dirty set, recent
+  writes) changes only through ``state.TierState``, which keeps the gauges and tells
+  subscribers.
 """
 
 from __future__ import annotations
@@ -23,25 +32,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from redis.asyncio import BlockingConnectionPool
+from redis.asyncio.cluster import RedisCluster
 
 from memlayer.cache import metrics
 from memlayer.cache.background import BackgroundTasks
 from memlayer.cache.breaker import CircuitBreaker
 from memlayer.cache.client import RedisClient
-from memlayer.cache.codec import decode_for, encode, encode_marker
+from memlayer.cache.codec import (
+    COMPLETE,
+    HEADER_LEN,
+    MARKER,
+    SCHEMA,
+    decode_for,
+    encode,
+    encode_marker,
+)
 from memlayer.cache.dirty import DirtyUsers
+from memlayer.cache.epoch import EpochWatch, InMemoryFloor, TurnoverReason
 from memlayer.cache.errors import REDIS_ERRORS, CodecError
 from memlayer.cache.fill import FillProtocol
 from memlayer.cache.hooks import CacheHooks
 from memlayer.cache.memo import DecodedMemo
-from memlayer.cache.port import Loader
+from memlayer.cache.port import GenerationFloor, Loader, MarkerInstall, WriteThrough
+from memlayer.cache.recent import RecentVersions
 from memlayer.cache.recovery import Recovery
 from memlayer.cache.shared_read import SharedReads
 from memlayer.cache.singleflight import SingleFlight
-from memlayer.cache.state import Subscriber, TierState
+from memlayer.cache.state import Subscriber, TierEvent, TierState
 from memlayer.cache.stats import CacheStats, RequestCounts, key_usage
 from memlayer.cache.store import ContextStore
 from memlayer.cache.ttl import JitteredTtl
@@ -53,6 +74,26 @@ log = logging.getLogger("memlayer.cache")
 _CACHE = LoadSource.CACHE
 _DATABASE = LoadSource.DATABASE
 _WARM_CONCURRENCY = 8
+_COMPLETE_INT = COMPLETE[0]
+_MARKER_INT = MARKER[0]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedVersion:
+    """What Redis holds for a user, from the value's header alone (consistency checks)."""
+
+    version: int
+    complete: bool  # False: an invalidation marker (readers miss)
+
+
+def _parse_header(raw: bytes | None) -> CachedVersion | None:
+    """None for nothing servable: absent, or not a value of ours (it would be replaced)."""
+    if raw is None or len(raw) < HEADER_LEN or raw[0] != SCHEMA[0]:
+        return None
+    digits, flag = raw[1:21], raw[21]
+    if not digits.isdigit() or flag not in (_COMPLETE_INT, _MARKER_INT):
+        return None
+    return CachedVersion(int(digits), flag == _COMPLETE_INT)
 
 
 def _in_flight_limit(client: RedisClient, settings: Settings) -> int | None:
@@ -72,6 +113,7 @@ class ContextCache:
     __slots__ = (
         "_background",
         "_breaker",
+        "_epoch",
         "_fills",
         "_flights",
         "_max_bytes",
@@ -81,6 +123,7 @@ class ContextCache:
         "_state",
         "_store",
         "_ttl",
+        "_unknown_ttl_ms",
     )
 
     def __init__(
@@ -90,7 +133,10 @@ class ContextCache:
         *,
         hooks: CacheHooks | None = None,
         clock: Callable[[], float] = time.monotonic,
+        floor: GenerationFloor | None = None,
     ) -> None:
+        """``floor``: where turnovers persist the generation first (Postgres in the
+        service, ``memory.generation_floor``); without one it lives in this process."""
         store = ContextStore(
             client,
             settings.cache_key_prefix,
@@ -100,10 +146,25 @@ class ContextCache:
         breaker = CircuitBreaker(
             settings.breaker_failure_threshold, settings.breaker_cooldown_seconds, clock
         )
-        state = TierState(breaker, DirtyUsers(settings.dirty_users_max))
+        state = TierState(
+            breaker,
+            DirtyUsers(settings.dirty_users_max),
+            RecentVersions(settings.cache_recent_writes_max),
+        )
         background = BackgroundTasks()
         ttl = JitteredTtl(settings.cache_ttl_seconds * 1000, settings.cache_ttl_jitter)
         memo = DecodedMemo(decode_for, settings.cache_decoded_memo_size)
+        state.subscribe(
+            lambda event: memo.clear() if event is TierEvent.GENERATION_CHANGED else None
+        )
+        check_s = settings.cache_epoch_check_ms / 1000
+        epoch = EpochWatch(
+            store,
+            state,
+            floor if floor is not None else InMemoryFloor(),
+            ask_run_id=not isinstance(client, RedisCluster),
+            retry_s=check_s,
+        )
         self._store = store
         self._state = state
         self._breaker = breaker  # read on every load: a plain attribute of ours
@@ -111,8 +172,15 @@ class ContextCache:
         self._ttl = ttl
         self._max_bytes = settings.cache_max_value_bytes
         self._memo = memo
+        self._epoch = epoch
         self._reads: SharedReads[int] = SharedReads(store.get)
-        self._flights: SingleFlight[LoadResult] = SingleFlight()
+        # A load may join another only while that one is young: a quarter of the bound.
+        self._flights: SingleFlight[LoadResult] = SingleFlight(
+            max_age_s=settings.coherence_bound_ms / 4000
+        )
+        # A marker for a write whose COMMIT outcome is unknown outlives the outbox's
+        # drain (which takes over if it did commit) but not the cache TTL (if it did not).
+        self._unknown_ttl_ms = max(2 * settings.coherence_bound_ms, settings.cache_lease_ms)
         self._fills: FillProtocol[int, MemoryContext] = FillProtocol(
             store,
             state,
@@ -125,9 +193,7 @@ class ContextCache:
             wait_s=settings.cache_fill_wait_ms / 1000,
             poll_s=settings.cache_fill_poll_ms / 1000,
         )
-        self._recovery = Recovery(
-            store, state, background, ttl, settings.cache_generation_refresh_seconds
-        )
+        self._recovery = Recovery(store, state, background, ttl, epoch, check_s)
 
     # ------------------------------------------------------------------ reads
 
@@ -145,14 +211,16 @@ class ContextCache:
             generation = await self._generation_to_read(user_id)
         if generation is None:
             metrics.BYPASS.inc()
-            result = await self._flights.do(user_id, lambda: self._from_database(loader))
+            result = await self._flights.do(user_id, lambda: self._from_database(user_id, loader))
         else:
             try:
                 raw = await self._reads.read(user_id, generation)
             except REDIS_ERRORS as exc:
                 state.redis_failed(exc)
                 metrics.ERROR.inc()
-                result = await self._flights.do(user_id, lambda: self._from_database(loader))
+                result = await self._flights.do(
+                    user_id, lambda: self._from_database(user_id, loader)
+                )
             else:
                 self._breaker.record_success()
                 corrupt = None
@@ -180,18 +248,17 @@ class ContextCache:
         """The slow gate: learn the generation first; None when Redis must be bypassed."""
         state = self._state
         if self._breaker.closed and state.generation is None:
-            await self._recovery.read_first_generation()
+            await self._recovery.establish()
         if not self._breaker.closed:
             self._recovery.probe_if_due()
             return None
         if user_id in state.dirty:
             self._recovery.schedule_flush()
             return None
-        return state.generation
+        return state.generation  # None while a turnover is pending
 
-    @staticmethod
-    async def _from_database(loader: Loader) -> LoadResult:
-        return LoadResult(await loader(), _DATABASE)
+    async def _from_database(self, user_id: int, loader: Loader) -> LoadResult:
+        return LoadResult(await loader(self._state.floor_for(user_id)), _DATABASE)
 
     async def _fill(
         self, user_id: int, generation: int, loader: Loader, corrupt: bytes | None
@@ -217,46 +284,102 @@ class ContextCache:
 
     # ----------------------------------------------------------------- writes
 
-    async def write_through(self, context: MemoryContext) -> None:
+    async def write_through(self, context: MemoryContext) -> WriteThrough:
         """Install a just-committed context (set-if-newer). Never raises.
 
-        If Redis cannot be told, the user is remembered as dirty: loads for them skip
-        Redis until a versioned marker has been installed.
+        Returns whether Redis now holds this version (or a newer one): only then may
+        the writer clear the write's outbox row. If Redis cannot be told, the user is
+        remembered as dirty: loads for them in this process skip Redis until a
+        versioned marker has been installed. Either way, no later load of this process
+        joins a read or a load that began before the write.
         """
         user_id = context.user_id
         if user_id is None:
-            return
+            return WriteThrough.DISABLED
+        self._state.acked.note(user_id, context.version)
+        try:
+            return await self._write_through(user_id, context)
+        finally:
+            self._forget(user_id)
+
+    async def _write_through(self, user_id: int, context: MemoryContext) -> WriteThrough:
         version = context.version
         state = self._state
         if not self._breaker.closed:
             self._defer(user_id, version)
-            return
+            return WriteThrough.DEFERRED
         value = self._installable(context)
         if value is None:
-            return
+            return WriteThrough.DEFERRED
         try:
-            # Read the generation fresh: a write to a generation another process has
-            # already abandoned would be invisible to readers of the new one.
-            generation = await self._store.read_generation()
-            state.set_generation(generation)
-            self._recovery.keep_generation_fresh()
+            generation = await self._generation_for_write()
+            if generation is None:
+                self._defer(user_id, version)
+                return WriteThrough.DEFERRED
             result = await self._store.fill(user_id, generation, value, self._ttl(), None, None)
         except REDIS_ERRORS as exc:
             state.redis_failed(exc)
             metrics.WRITE_ERROR.inc()
             state.mark_dirty(user_id, version)
             self._recovery.schedule_flush()
-            return
+            return WriteThrough.DEFERRED
         state.redis_answered()
         (metrics.WRITE_STORED if result.stored else metrics.WRITE_STALE).inc()
         if state.dirty.pending and user_id in state.dirty:
             # Redis now holds this version or newer: the older dirty entry is moot.
             state.mark_clean(user_id, version)
+        return WriteThrough.STORED if result.stored else WriteThrough.NEWER
+
+    async def _generation_for_write(self) -> int | None:
+        """The generation to write into, read fresh; None: defer (the outbox covers it).
+
+        A write into a generation other processes have already left would be invisible
+        to their readers. Raises Redis errors.
+        """
+        if self._state.generation is None:
+            await self._recovery.establish()
+        generation = await self._epoch.for_write()
+        if generation is None:
+            self._recovery.check_soon()
+        return generation
 
     def _defer(self, user_id: int, version: int) -> None:
         self._state.mark_dirty(user_id, version)
         metrics.WRITE_DEFERRED.inc()
         self._recovery.probe_if_due()
+
+    def _forget(self, user_id: int) -> None:
+        """Later loads of this user start afresh: none joins one from before a write."""
+        self._reads.forget(user_id)
+        self._flights.forget(user_id)
+
+    async def mark_outcome_unknown(self, user_id: int, version: int) -> None:
+        """A COMMIT failed midway: the write at ``version`` may or may not be saved.
+
+        Installs a marker at that version (not forced: a complete value at or above it
+        stays), so no fill older than it can land; its TTL is short, so if the write
+        was not saved the user's context is cached again soon. If it was saved, its
+        outbox row gets a durable marker from a drainer. Never raises.
+        """
+        self._forget(user_id)
+        state = self._state
+        if not self._breaker.closed:
+            self._defer(user_id, version)
+            return
+        try:
+            generation = await self._generation_for_write()
+            if generation is not None:
+                await self._store.invalidate(
+                    user_id, generation, encode_marker(version), self._unknown_ttl_ms, force=False
+                )
+        except REDIS_ERRORS as exc:
+            state.redis_failed(exc)
+            generation = None
+        else:
+            state.redis_answered()
+        if generation is None:
+            state.mark_dirty(user_id, version)
+            self._recovery.schedule_flush()
 
     async def invalidate(self, user_id: int, version: int = 0) -> None:
         """Make the next load of this user reload from the loader (ops command).
@@ -265,22 +388,76 @@ class ContextCache:
         in-flight fill older than what was cached cannot reinstall itself. If Redis is
         unreachable the user is remembered as dirty like a deferred write.
         """
+        self._forget(user_id)
         state = self._state
         if not self._breaker.closed:
             self._defer(user_id, version)
             return
         try:
-            generation = await self._store.read_generation()
-            state.set_generation(generation)
-            await self._store.invalidate(
-                user_id, generation, encode_marker(version), self._ttl(), force=True
+            generation = await self._generation_for_write()
+            if generation is not None:
+                await self._store.invalidate(
+                    user_id, generation, encode_marker(version), self._ttl(), force=True
+                )
+        except REDIS_ERRORS as exc:
+            state.redis_failed(exc)
+            generation = None
+        else:
+            state.redis_answered()
+        if generation is None:
+            state.mark_dirty(user_id, version)
+            self._recovery.schedule_flush()
+
+    async def install_markers(self, entries: Sequence[tuple[str, int]]) -> MarkerInstall:
+        """Versioned markers for outbox rows (``memory.drainer``), pipelined. Never raises.
+
+        Not forced: a complete value at or above a row's version stays. Does nothing
+        while the breaker is open or the generation is unsure (the rows stay for later).
+        """
+        if not self._breaker.closed or not entries:
+            return MarkerInstall.UNAVAILABLE if entries else MarkerInstall.INSTALLED
+        users: list[tuple[int, int]] = []
+        for entity_id, version in entries:
+            try:
+                users.append((int(entity_id), version))
+            except ValueError:
+                log.warning("cache: outbox row %r is not a user's context; dropped", entity_id)
+        state = self._state
+        try:
+            generation = await self._generation_for_write()
+            if generation is None:
+                return MarkerInstall.UNAVAILABLE
+            await self._store.invalidate_many(
+                [(user_id, encode_marker(version)) for user_id, version in users],
+                generation,
+                self._ttl(),
             )
         except REDIS_ERRORS as exc:
             state.redis_failed(exc)
-            state.mark_dirty(user_id, version)
-            self._recovery.schedule_flush()
-            return
+            return MarkerInstall.UNAVAILABLE
         state.redis_answered()
+        for user_id, version in users:
+            self._forget(user_id)
+            if state.dirty.pending and user_id in state.dirty:
+                state.mark_clean(user_id, version)
+        return MarkerInstall.INSTALLED
+
+    async def cached_versions(self, user_ids: Sequence[int]) -> list[CachedVersion | None] | None:
+        """What Redis holds for each user at the current generation, headers only.
+
+        None when that cannot be told now (breaker open, Redis error, epoch unsure).
+        """
+        if not self._breaker.closed:
+            return None
+        try:
+            generation = await self._generation_for_write()
+            if generation is None:
+                return None
+            headers = await self._store.headers(user_ids, generation)
+        except REDIS_ERRORS as exc:
+            self._state.redis_failed(exc)
+            return None
+        return [_parse_header(raw) for raw in headers]
 
     # ------------------------------------------------------------ operations
 
@@ -292,10 +469,36 @@ class ContextCache:
         """
         return await self._recovery.recover()
 
+    async def check_epoch(self) -> None:
+        """Run one epoch check now (the watcher does every ``cache_epoch_check_ms``).
+
+        For ops and tests; a Redis failure counts for the breaker.
+        """
+        try:
+            await self._epoch.check()
+        except REDIS_ERRORS as exc:
+            self._state.redis_failed(exc)
+            return
+        self._state.redis_answered()
+        self._recovery.watch()
+
+    async def turn_over(self) -> None:
+        """Orphan every cached context now (ops). Raises nothing; see ``check_epoch``."""
+        try:
+            await self._recovery.turn_over(TurnoverReason.OPERATOR)
+        except REDIS_ERRORS as exc:
+            self._state.redis_failed(exc)
+
     @property
     def generation(self) -> int | None:
-        """The generation this process currently reads (None before the first load)."""
+        """The generation this process currently reads (None before the first load, and
+        while a turnover is pending)."""
         return self._state.generation
+
+    @property
+    def known_generation(self) -> int:
+        """The highest generation this process has read; it never decreases."""
+        return self._state.known_generation
 
     @property
     def breaker_open(self) -> bool:
@@ -312,7 +515,11 @@ class ContextCache:
         return self._store.prefix
 
     def subscribe(self, subscriber: Subscriber) -> None:
-        """Be told of every generation change and breaker transition (see ``state``)."""
+        """Be told of every generation change and breaker transition (see ``state``).
+
+        Anything a process keeps from Redis (a near-cache) must be dropped whole on the
+        events in ``state.DROP_EVENTS``: the generation changed, or the link is lost.
+        """
         self._state.subscribe(subscriber)
 
     async def ping(self) -> bool:

@@ -44,6 +44,10 @@ class DirtyUsers:
             return
         self._versions[user_id] = version
 
+    def version_of(self, user_id: int) -> int:
+        """The highest version remembered for the user (0 when none, or overflowed)."""
+        return self._versions.get(user_id, 0)
+
     def snapshot(self) -> list[tuple[int, int]]:
         return list(self._versions.items())
 

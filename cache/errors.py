@@ -23,6 +23,14 @@ class CodecError(CacheError):
     """
 
 
+class FloorUnavailable(CacheError):
+    """The generation floor (Postgres) could not be read or raised.
+
+    A turnover that cannot be persisted does not happen; until it does, the process
+    reads nothing from Redis (it knows Redis may hold data older than Postgres).
+    """
+
+
 # What "Redis did not answer properly" looks like from redis-py and asyncio. Listed
 # explicitly so programming errors (TypeError, ...) still surface instead of being
 # mistaken for an outage.

@@ -5,6 +5,9 @@ filler across all processes calls the loader; it installs what it loaded with
 set-if-newer and releases the lease by token in the same script. A load that finds the
 lease taken polls briefly for the filler's value, then loads (and fills) itself rather
 than fail. Redis errors, an open breaker or a dirty key send the load to the loader.
+Every load is told its floor (``records.ReadFloor``): the version of a marker the lease
+script found, or of a write this process acknowledged, so a lagging read replica's
+older answer is discarded rather than returned or cached.
 
 Nothing here knows what a memory context is: keys, values, their codec and the store's
 commands come in from the composing cache, so other key families (a LangGraph store's
@@ -26,7 +29,7 @@ from memlayer.cache.background import BackgroundTasks
 from memlayer.cache.errors import REDIS_ERRORS, CodecError
 from memlayer.cache.hooks import FillHooks
 from memlayer.cache.state import TierState
-from memlayer.records import LoadSource
+from memlayer.records import LoadSource, ReadFloor
 
 K = TypeVar("K", bound=Hashable)
 K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
@@ -47,6 +50,7 @@ class LeaseAttempt:
 
     state: LeaseState
     value: bytes | None = None  # the complete value, when ``state`` is FILLED
+    floor: int = 0  # the version of a marker found in place of a value (0: none)
 
 
 LEASE_ACQUIRED = LeaseAttempt(LeaseState.ACQUIRED)
@@ -100,6 +104,9 @@ class FillStore(Protocol[K_contra]):
 # ---------------------------------------------------------------------- protocol
 
 
+Load = Callable[[ReadFloor], Awaitable[V]]
+
+
 class FillProtocol(Generic[K, V]):
     """Lease, load, install — or wait for another process's install."""
 
@@ -147,19 +154,21 @@ class FillProtocol(Generic[K, V]):
         self,
         key: K,
         generation: int,
-        loader: Callable[[], Awaitable[V]],
+        loader: Load[V],
         corrupt: bytes | None,
     ) -> Fetched[V]:
         """The value after a miss. ``corrupt``: the bytes the reader found unusable."""
-        if self._state.bypasses(key):
-            return Fetched(await loader(), LoadSource.DATABASE)
+        state = self._state
+        if state.bypasses(key):
+            return Fetched(await loader(state.floor_for(key)), LoadSource.DATABASE)
         token = secrets.token_hex(16).encode()
         try:
             attempt = await self._store.acquire(key, generation, token, self._lease_ms, corrupt)
         except REDIS_ERRORS as exc:
-            self._state.redis_failed(exc)
-            return Fetched(await loader(), LoadSource.DATABASE)
-        self._state.redis_answered()
+            state.redis_failed(exc)
+            return Fetched(await loader(state.floor_for(key)), LoadSource.DATABASE)
+        state.redis_answered()
+        floor = state.floor_for(key, attempt.floor)
         if attempt.state is LeaseState.FILLED and attempt.value is not None:
             found, corrupt = attempt.value, None
             try:
@@ -168,18 +177,19 @@ class FillProtocol(Generic[K, V]):
                 value, corrupt = None, found
             if value is not None:
                 return Fetched(value, LoadSource.CACHE)
-            return await self._load_and_install(key, generation, loader, None, corrupt)
+            return await self._load_and_install(key, generation, loader, floor, None, corrupt)
         if attempt.state is LeaseState.ACQUIRED:
             if self._hooks.after_lease_acquired is not None:
                 await self._hooks.after_lease_acquired(key)
-            return await self._load_and_install(key, generation, loader, token, corrupt)
-        return await self._wait_for_fill(key, generation, loader, corrupt)
+            return await self._load_and_install(key, generation, loader, floor, token, corrupt)
+        return await self._wait_for_fill(key, generation, loader, floor, corrupt)
 
     async def _wait_for_fill(
         self,
         key: K,
         generation: int,
-        loader: Callable[[], Awaitable[V]],
+        loader: Load[V],
+        floor: ReadFloor,
         corrupt: bytes | None,
     ) -> Fetched[V]:
         """Another process holds the lease: poll for its value, then load ourselves."""
@@ -195,7 +205,7 @@ class FillProtocol(Generic[K, V]):
                 raw = await self._store.get(key, generation)
             except REDIS_ERRORS as exc:
                 self._state.redis_failed(exc)
-                return Fetched(await loader(), LoadSource.DATABASE)
+                return Fetched(await loader(floor), LoadSource.DATABASE)
             if raw is None:
                 continue
             try:
@@ -207,18 +217,19 @@ class FillProtocol(Generic[K, V]):
                 metrics.WAIT_VALUE.inc()
                 return Fetched(value, LoadSource.CACHE)
         metrics.WAIT_TIMEOUT.inc()
-        return await self._load_and_install(key, generation, loader, None, corrupt)
+        return await self._load_and_install(key, generation, loader, floor, None, corrupt)
 
     async def _load_and_install(
         self,
         key: K,
         generation: int,
-        loader: Callable[[], Awaitable[V]],
+        loader: Load[V],
+        floor: ReadFloor,
         token: bytes | None,
         corrupt: bytes | None,
     ) -> Fetched[V]:
         try:
-            value = await loader()
+            value = await loader(floor)
         except asyncio.CancelledError:
             if token is not None:
                 self._background.spawn(self._release_quietly(key, generation, token))

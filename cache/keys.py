@@ -2,9 +2,9 @@
 
 Every per-user key carries the hash tag ``{u:<id>}`` so all of one user's keys live in
 one Redis Cluster slot and each Lua script touches a single slot. The global
-generation is part of the key: bumping it orphans every context at once (the old keys
-simply expire), which is how a process that lost track of too many writes during an
-outage invalidates the whole cache without ``KEYS`` or ``FLUSHDB``.
+generation is part of the key: turning it over orphans every context at once (the old
+keys simply expire), which is how the cache forgets everything after Redis lost data or
+a process lost track of too many writes, without ``KEYS`` or ``FLUSHDB``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,18 @@ def lease_key(prefix: str, user_id: int, generation: int) -> str:
     return f"{_tag(prefix, user_id)}:g{generation}:lease"
 
 
-def generation_key(prefix: str) -> str:
-    """The global generation counter (no hash tag: it is only ever read or INCRed alone)."""
+def epoch_key(prefix: str) -> str:
+    """The epoch record: ``<generation>:<Redis run id>`` (no hash tag: only read alone).
+
+    Its absence, a run id that is not the server's, or a generation lower than one
+    known elsewhere means Redis lost data: the cache turns over (``cache.epoch``).
+    """
+    return f"{prefix}:{SCHEMA_TAG}:epoch"
+
+
+def legacy_generation_key(prefix: str) -> str:
+    """The generation counter of the scheme before epoch records (read by turnovers only,
+    so an upgraded service never reuses a generation the old one may have left keys in)."""
     return f"{prefix}:{SCHEMA_TAG}:generation"
 
 

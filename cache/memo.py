@@ -46,6 +46,10 @@ class DecodedMemo(Generic[K, V]):
             self._remember(key, raw, value)
         return value
 
+    def clear(self) -> None:
+        """Forget every decoded value (the generation changed: they belong to the old one)."""
+        self._entries.clear()
+
     def _remember(self, key: K, raw: bytes, value: V) -> None:
         entries = self._entries
         if self._max_entries == 0 or len(raw) > MAX_VALUE_BYTES:

@@ -62,7 +62,20 @@ DIRTY_USERS = Gauge(
     "memlayer_cache_dirty_users",
     "Users written while Redis was unreachable, awaiting invalidation.",
 )
-GENERATION = Gauge("memlayer_cache_generation", "The cache generation this process reads.")
+GENERATION = Gauge(
+    "memlayer_cache_generation",
+    "The cache generation this process reads.",
+    multiprocess_mode="livemax",
+)
+TURNOVERS = Counter(
+    "memlayer_cache_turnovers_total",
+    "Cache generation turnovers started by this process, by reason: epoch_missing "
+    "(Redis lost its epoch record: flush, restart without data), run_changed (Redis "
+    "restarted, was restored or failed over), generation_behind (Redis holds a lower "
+    "generation than known), dirty_overflow (too many writes missed Redis), operator "
+    "(asked for).",
+    ["reason"],
+)
 WRITE_THROUGH = Counter(
     "memlayer_cache_write_through_total",
     "Write-through installs after a commit, by outcome.",

@@ -1,24 +1,29 @@
 """The cache switched off: every load goes to the loader, writes do nothing.
 
-Used when ``cache_enabled`` is false and by the benchmark's "cache disabled" run.
+Used when ``cache_enabled`` is false and by the benchmark's "cache disabled" run. Its
+writes are never acknowledged to the outbox (``WriteThrough.DISABLED``): in a service
+where other processes do cache, their drainers install the markers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from memlayer.cache.port import Loader
+from memlayer.cache.port import Loader, WriteThrough
 from memlayer.cache.stats import CacheStats, RequestCounts
-from memlayer.records import LoadResult, LoadSource, MemoryContext
+from memlayer.records import ANY_SOURCE, LoadResult, LoadSource, MemoryContext
 
 
 class NullContextCache:
     __slots__ = ()
 
     async def load(self, user_id: int, loader: Loader) -> LoadResult:
-        return LoadResult(await loader(), LoadSource.DATABASE)
+        return LoadResult(await loader(ANY_SOURCE), LoadSource.DATABASE)
 
-    async def write_through(self, context: MemoryContext) -> None:
+    async def write_through(self, context: MemoryContext) -> WriteThrough:
+        return WriteThrough.DISABLED
+
+    async def mark_outcome_unknown(self, user_id: int, version: int) -> None:
         return None
 
     async def invalidate(self, user_id: int) -> None:

@@ -3,27 +3,29 @@
 Three background duties, each ending in a :class:`~memlayer.cache.state.TierState`
 change:
 
-* **Generation.** The first load reads the global generation (single-flighted); then
-  a refresher re-reads it every ``cache_generation_refresh_seconds`` to pick up bumps
-  of other processes, which may keep reading the previous generation's keys for at
-  most that period. Write-throughs read it fresh themselves.
+* **Epoch.** The first load establishes the generation (single-flighted, ``epoch``);
+  then a watcher checks Redis's epoch record every ``cache_epoch_check_ms``, adopting
+  newer generations of other processes and turning the cache over when Redis lost
+  data. Write-throughs and markers read the record fresh themselves.
 * **Dirty flush.** Users written while Redis could not be told get a versioned
-  invalidation marker; past the dirty set's bound, one generation bump instead.
-* **Breaker probe.** Once the cooldown is over, one probe pings Redis, re-reads the
-  generation and flushes the dirty set; only then does the breaker close, so no read
-  can return a context older than an acknowledged write.
+  invalidation marker; past the dirty set's bound, one turnover instead. This is the
+  process's own fast path: other processes learn of such writes from the outbox.
+* **Breaker probe.** Once the cooldown is over, one probe pings Redis, checks the
+  epoch and flushes the dirty set; only then does the breaker close, so no read can
+  return a context older than an acknowledged write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
 from memlayer.cache.background import BackgroundTasks
 from memlayer.cache.codec import encode_marker
+from memlayer.cache.epoch import EpochWatch, TurnoverReason
 from memlayer.cache.errors import REDIS_ERRORS
-from memlayer.cache.singleflight import SingleFlight
 from memlayer.cache.state import TierState
 from memlayer.cache.store import ContextStore
 
@@ -33,14 +35,15 @@ log = logging.getLogger("memlayer.cache")
 class Recovery:
     __slots__ = (
         "_background",
-        "_first_read",
+        "_check_s",
+        "_epoch",
         "_flush_task",
         "_probe_task",
-        "_refresh_s",
-        "_refresher",
         "_state",
         "_store",
         "_ttl",
+        "_wake",
+        "_watcher",
     )
 
     def __init__(
@@ -49,59 +52,70 @@ class Recovery:
         state: TierState,
         background: BackgroundTasks,
         ttl: Callable[[], int],
-        refresh_s: float,
+        epoch: EpochWatch,
+        check_s: float,
     ) -> None:
         self._store = store
         self._state = state
         self._background = background
         self._ttl = ttl
-        self._refresh_s = refresh_s
-        self._first_read: SingleFlight[None] = SingleFlight()
-        self._refresher: asyncio.Task[None] | None = None
+        self._epoch = epoch
+        self._check_s = check_s
+        self._watcher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self._probe_task: asyncio.Task[bool] | None = None
         self._flush_task: asyncio.Task[None] | None = None
 
-    # ------------------------------------------------------------- generation
+    # ------------------------------------------------------------------ epoch
 
-    async def read_first_generation(self) -> None:
-        """Learn the generation once per process; a failure counts for the breaker."""
-        await self._first_read.do("generation", self._read_generation_once)
+    async def establish(self) -> None:
+        """Learn the generation (first load, or after a failed turnover); start watching.
 
-    async def _read_generation_once(self) -> None:
-        state = self._state
-        if state.generation is not None:
-            return
+        A Redis failure counts for the breaker.
+        """
         try:
-            generation = await self._store.read_generation()
+            await self._epoch.establish()
         except REDIS_ERRORS as exc:
-            state.redis_failed(exc)
+            self._state.redis_failed(exc)
             return
-        state.redis_answered()
-        state.set_generation(generation)
-        self.keep_generation_fresh()
+        self._state.redis_answered()
+        self.watch()
 
-    def keep_generation_fresh(self) -> None:
-        """Start the refresher unless it runs already."""
-        if self._refresher is None or self._refresher.done():
-            self._refresher = self._background.spawn(self._refresh_loop())
+    def watch(self) -> None:
+        """Start the epoch watcher unless it runs already."""
+        if self._watcher is None or self._watcher.done():
+            self._watcher = self._background.spawn(self._watch_loop())
 
-    async def _refresh_loop(self) -> None:
-        """Pick up generation bumps of other processes; drive recovery when idle."""
+    def check_soon(self) -> None:
+        """Check the epoch now (a write found the record missing or behind)."""
+        self._wake.set()
+        self.watch()
+
+    async def _watch_loop(self) -> None:
+        """Adopt generations of other processes, detect lost data; drive recovery."""
         state = self._state
         while True:
-            await asyncio.sleep(self._refresh_s)
+            # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancellation that
+            # arrives as the event is set, and the watcher would never stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._check_s):
+                    await self._wake.wait()
+            self._wake.clear()
             if not state.breaker.closed:
                 self.probe_if_due()
                 continue
             try:
-                generation = await self._store.read_generation()
+                await self._epoch.check()
             except REDIS_ERRORS as exc:
                 state.redis_failed(exc)
                 continue
             state.redis_answered()
-            state.set_generation(generation)
             if state.dirty.pending:
                 self.schedule_flush()
+
+    async def turn_over(self, reason: TurnoverReason) -> None:
+        """Turn the cache over now (ops, tests, dirty overflow). Raises Redis errors."""
+        await self._epoch.turn_over(reason)
 
     # ---------------------------------------------------------------- breaker
 
@@ -127,14 +141,17 @@ class Recovery:
         state = self._state
         try:
             await self._store.ping()
-            state.set_generation(await self._store.read_generation())
+            await self._epoch.check()  # Redis may have restarted during the outage
             await self._flush_dirty()
         except REDIS_ERRORS:
             state.probe_failed()
             return False
+        if state.dirty.pending:  # a turnover could not be persisted: not yet
+            state.probe_failed()
+            return False
         # No await since _flush_dirty saw the dirty set empty: nothing can slip in.
         state.close_breaker()
-        self.keep_generation_fresh()
+        self.watch()
         return True
 
     # -------------------------------------------------------------- dirty set
@@ -151,20 +168,30 @@ class Recovery:
             self._state.redis_failed(exc)
 
     async def _flush_dirty(self) -> None:
-        """Invalidate every dirty user (or bump the generation); raises Redis errors."""
+        """Invalidate every dirty user (or turn over); raises Redis errors.
+
+        Markers go into the generation this process reads: the dirty set only guards
+        this process's own loads (other processes learn of the writes from the outbox).
+        """
         state = self._state
         while state.dirty.pending:
             if state.take_overflow():
                 try:
-                    generation = await self._store.bump_generation()
+                    await self._epoch.turn_over(TurnoverReason.DIRTY_OVERFLOW)
                 except REDIS_ERRORS:
                     state.restore_overflow()
                     raise
-                state.set_generation(generation)
-                log.warning("cache: too many writes missed Redis; generation now %d", generation)
-            generation = state.generation if state.generation is not None else 0
-            for user_id, version in state.dirty.snapshot():
-                await self._store.invalidate(
-                    user_id, generation, encode_marker(version), self._ttl(), force=False
-                )
+                if state.generation is None:  # the floor could not be raised: retry later
+                    state.restore_overflow()
+                    return
+            generation = state.generation
+            if generation is None:
+                return
+            entries = state.dirty.snapshot()
+            await self._store.invalidate_many(
+                [(user_id, encode_marker(version)) for user_id, version in entries],
+                generation,
+                self._ttl(),
+            )
+            for user_id, version in entries:
                 state.mark_clean(user_id, version)

@@ -27,19 +27,24 @@ end
 
 # KEYS[1] ctx, KEYS[2] lease
 # ARGV[2] lease token, ARGV[3] lease ms, ARGV[4] raw bytes the caller found corrupt ('' if none)
-# -> the current value (bytes) when a complete one is there; 1 lease acquired; 0 lease busy.
+# -> the current value (bytes) when a complete one is there; else {1, floor} lease acquired
+# or {0, floor} lease busy, where floor is the version of a marker found there (0: none).
 # Combining "is it there now?" with the lease avoids a second miss round trip and closes
-# the window where the value lands between the caller's GET and its lease attempt.
+# the window where the value lands between the caller's GET and its lease attempt. The
+# marker's version tells the filler the oldest result worth loading (a lagging read
+# replica's older answer is discarded, not cached).
 ACQUIRE = (
     _PRELUDE
     + """
 local cur = redis.call('GET', KEYS[1])
+local floor = 0
 if cur and cur ~= ARGV[4] then
   local v, flag = parse(cur)
   if v and flag == 'C' then return cur end
+  if v and flag == 'M' then floor = v end
 end
-if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
-return 0
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {1, floor} end
+return {0, floor}
 """
 )
 
@@ -107,3 +112,25 @@ if redis.call('GET', KEYS[1]) == ARGV[2] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 )
+
+# KEYS[1] epoch; ARGV[1] generation, ARGV[2] the server's run id ('' when unknown)
+# -> the epoch record after the call ("<generation>:<run id>").
+# Only ever raises the generation: a process that computed a lower one (it raced with a
+# turnover elsewhere) gets the higher record back and adopts it. The same generation
+# with another run id is re-stamped with the current server's.
+RAISE_EPOCH = """
+local cur = redis.call('GET', KEYS[1])
+local g = tonumber(ARGV[1])
+if cur then
+  local sep = string.find(cur, ':', 1, true)
+  if sep then
+    local cg = tonumber(string.sub(cur, 1, sep - 1))
+    if cg and (cg > g or (cg == g and string.sub(cur, sep + 1) == ARGV[2])) then
+      return cur
+    end
+  end
+end
+local new = ARGV[1] .. ':' .. ARGV[2]
+redis.call('SET', KEYS[1], new)
+return new
+"""

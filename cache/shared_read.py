@@ -5,6 +5,10 @@ hundreds of GETs behind the connection pool; the tail of that queue times out, a
 timed-out load falls back to Postgres after the first fill has already finished.
 Joiners see the leader's value, or its error as a
 :class:`~memlayer.cache.errors.SharedReadFailed` (one Redis failure counts once).
+
+Once this process acknowledged a write for a key, a GET issued before may return the
+older value: :meth:`SharedReads.forget` retires the read in flight, so later loads issue
+their own while those that had joined still get the retired read's answer.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from memlayer.cache.errors import REDIS_ERRORS, SharedReadFailed
 K = TypeVar("K", bound=Hashable)
 
 Get = Callable[[K, int], Awaitable[bytes | None]]
+_Slot = asyncio.Future[bytes | None] | None
 
 
 class _LeaderCancelled(Exception):
@@ -27,13 +32,17 @@ class _LeaderCancelled(Exception):
 class SharedReads(Generic[K]):
     """Shares ``get(key, generation)`` among concurrent readers of one key."""
 
-    __slots__ = ("_get", "_reads")
+    __slots__ = ("_get", "_reads", "_retired", "_retirements")
 
     def __init__(self, get: Get[K]) -> None:
         self._get = get
         # key -> None while one read is in flight and nobody joined it yet, or the
         # future the leader will settle once someone has.
-        self._reads: dict[K, asyncio.Future[bytes | None] | None] = {}
+        self._reads: dict[K, _Slot] = {}
+        # Retired reads: key -> [(stamp, slot)], stamps increasing. A leader that
+        # started when ``_retirements`` was n was retired iff its key has a stamp > n.
+        self._retirements = 0
+        self._retired: dict[K, list[tuple[int, _Slot]]] = {}
 
     async def read(self, key: K, generation: int) -> bytes | None:
         if key in self._reads:
@@ -47,18 +56,41 @@ class SharedReads(Generic[K]):
             except REDIS_ERRORS as exc:
                 raise SharedReadFailed() from exc
         # The leader: no future unless someone joins, so an uncontended hit pays two dict
-        # operations for this.
+        # operations and one integer comparison for this.
+        started = self._retirements
         self._reads[key] = None
         try:
             raw = await self._get(key, generation)
         except BaseException as exc:
-            shared = self._reads.pop(key, None)
+            shared = self._release(key, started)
             if shared is not None:
                 cancelled = isinstance(exc, asyncio.CancelledError)
                 shared.set_exception(_LeaderCancelled() if cancelled else exc)
                 shared.exception()  # retrieved, even if every joiner has gone
             raise
-        shared = self._reads.pop(key, None)
+        if self._retirements == started:
+            shared = self._reads.pop(key, None)
+        else:
+            shared = self._release(key, started)
         if shared is not None:
             shared.set_result(raw)
         return raw
+
+    def forget(self, key: K) -> None:
+        """Later reads of ``key`` issue their own GET; joiners so far keep this one's."""
+        if key not in self._reads:
+            return
+        self._retirements += 1
+        self._retired.setdefault(key, []).append((self._retirements, self._reads.pop(key)))
+
+    def _release(self, key: K, started: int) -> _Slot:
+        """The slot of the leader that started at ``started``: retired, or current."""
+        retired = self._retired.get(key)
+        if retired is not None:
+            for i, (stamp, slot) in enumerate(retired):
+                if stamp > started:
+                    del retired[i]
+                    if not retired:
+                        del self._retired[key]
+                    return slot
+        return self._reads.pop(key, None)

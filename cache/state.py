@@ -2,14 +2,18 @@
 
 Three facts decide how a load may use Redis: the cache generation this process reads,
 the circuit breaker, and the users whose last write Redis has not seen (the dirty set).
+A fourth tells a database load what it must at least see: the versions this process
+acknowledged recently (``acked``).
 Loads read them as plain attributes on every call (``generation``, ``breaker.closed``,
 ``dirty.pending``); every *change* goes through a method here, which keeps the gauges
 right and tells subscribers.
 
 Subscribers are how tiers in front of this one stay safe: a per-process near-cache of
 decoded values must be dropped whole when the generation turns over or the breaker
-opens (DESIGN.md, "Tiers to come"). Redis restart or failover detection turns the
-generation over through :meth:`TierState.set_generation` like a dirty-set overflow does.
+opens (DESIGN.md, "Tiers to come"): :data:`DROP_EVENTS` are the events after which
+nothing a process cached from Redis may be used again. The generation only ever rises
+(``known_generation``); when Redis is found to have lost data the process stops reading
+it (:meth:`TierState.distrust`) until the turnover (``epoch``) has installed a higher one.
 """
 
 from __future__ import annotations
@@ -17,19 +21,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable
 from enum import StrEnum
+from typing import Any
 
 from memlayer.cache import metrics
 from memlayer.cache.breaker import CircuitBreaker
 from memlayer.cache.dirty import DirtyUsers
 from memlayer.cache.errors import LoopStalled, SharedReadFailed
+from memlayer.cache.recent import RecentVersions
+from memlayer.records import ANY_SOURCE, ReadFloor
 
 log = logging.getLogger("memlayer.cache")
 
 
 class TierEvent(StrEnum):
-    GENERATION_CHANGED = "generation_changed"
-    BREAKER_OPENED = "breaker_opened"
+    GENERATION_CHANGED = "generation_changed"  # a turnover, a newer one adopted, or distrust
+    BREAKER_OPENED = "breaker_opened"  # the link to Redis is lost
     BREAKER_CLOSED = "breaker_closed"
+
+
+# After these, per-process state derived from Redis (decoded values, a near-cache) must
+# be dropped whole: the subscription point for "generation changed / link lost".
+DROP_EVENTS = frozenset({TierEvent.GENERATION_CHANGED, TierEvent.BREAKER_OPENED})
 
 
 # Called synchronously, in the order of the changes: a subscriber must not await (the
@@ -38,12 +50,21 @@ Subscriber = Callable[[TierEvent], None]
 
 
 class TierState:
-    __slots__ = ("_subscribers", "breaker", "dirty", "generation")
+    __slots__ = ("_subscribers", "acked", "breaker", "dirty", "generation", "known_generation")
 
-    def __init__(self, breaker: CircuitBreaker, dirty: DirtyUsers) -> None:
+    def __init__(
+        self,
+        breaker: CircuitBreaker,
+        dirty: DirtyUsers,
+        acked: RecentVersions[Any] | None = None,
+    ) -> None:
         self.breaker = breaker
         self.dirty = dirty
-        self.generation: int | None = None  # None until Redis has told us once
+        self.acked: RecentVersions[Any] = acked if acked is not None else RecentVersions(0)
+        # The generation loads read; None until the epoch check has vouched for one
+        # (and while a turnover is pending).
+        self.generation: int | None = None
+        self.known_generation = 0  # the highest generation ever read: never decreases
         self._subscribers: list[Subscriber] = []
 
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -56,6 +77,14 @@ class TierState:
     def bypasses(self, key: Hashable) -> bool:
         """True when Redis must not be used for ``key`` now (breaker open, or key dirty)."""
         return not self.breaker.closed or key in self.dirty
+
+    def floor_for(self, key: Any, marker: int = 0) -> ReadFloor:
+        """What a database load of ``key`` must at least see (``marker``: a marker's
+        version found in Redis). A dirty key is read from the primary only."""
+        version = max(self.acked.get(key), marker)
+        if self.dirty.pending and key in self.dirty:
+            return ReadFloor(max(version, self.dirty.version_of(key)), primary=True)
+        return ReadFloor(version) if version else ANY_SOURCE
 
     # ----------------------------------------------------------- Redis answers
 
@@ -91,10 +120,24 @@ class TierState:
 
     # ------------------------------------------------------------- generation
 
-    def set_generation(self, generation: int) -> None:
+    def set_generation(self, generation: int) -> bool:
+        """Read ``generation`` from now on, unless it is lower than one already known.
+
+        Returns False (and changes nothing) for a lower one: a process never goes back.
+        """
+        if generation < self.known_generation:
+            return False
         if generation != self.generation:
+            self.known_generation = generation
             self.generation = generation
             metrics.GENERATION.set(generation)
+            self._announce(TierEvent.GENERATION_CHANGED)
+        return True
+
+    def distrust(self) -> None:
+        """Redis lost data: read nothing from it until a turnover sets a new generation."""
+        if self.generation is not None:
+            self.generation = None
             self._announce(TierEvent.GENERATION_CHANGED)
 
     # -------------------------------------------------------------- dirty set

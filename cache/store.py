@@ -12,16 +12,19 @@ cancellation never leaves an unread reply in the pool.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from time import monotonic
 from types import TracebackType
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from memlayer.cache import keys, scripts
 from memlayer.cache.client import RedisClient
-from memlayer.cache.codec import SCHEMA
+from memlayer.cache.codec import HEADER_LEN, SCHEMA
+from memlayer.cache.epoch_record import EpochRecord
 from memlayer.cache.errors import LoopStalled
 from memlayer.cache.fill import (
     LEASE_ACQUIRED,
@@ -83,7 +86,9 @@ class ContextStore:
         "_fill",
         "_gate",
         "_invalidate",
+        "_pipelines",
         "_prefix",
+        "_raise_epoch",
         "_release",
         "_timeout",
     )
@@ -101,6 +106,10 @@ class ContextStore:
         self._fill = client.register_script(scripts.FILL)
         self._invalidate = client.register_script(scripts.INVALIDATE)
         self._release = client.register_script(scripts.RELEASE)
+        self._raise_epoch = client.register_script(scripts.RAISE_EPOCH)
+        # A server (or fakeredis) pipelines scripts; a cluster's keys live on several
+        # nodes, so batches go out as concurrent single calls instead.
+        self._pipelines = isinstance(client, Redis)
 
     @property
     def client(self) -> RedisClient:
@@ -155,7 +164,10 @@ class ContextStore:
             )
         if isinstance(result, bytes):
             return LeaseAttempt(LeaseState.FILLED, result)
-        return LEASE_ACQUIRED if result == 1 else LEASE_BUSY
+        acquired, floor = int(result[0]), int(result[1])
+        if floor == 0:
+            return LEASE_ACQUIRED if acquired == 1 else LEASE_BUSY
+        return LeaseAttempt(LeaseState.ACQUIRED if acquired == 1 else LeaseState.BUSY, None, floor)
 
     async def fill(
         self,
@@ -202,15 +214,113 @@ class ContextStore:
                 args=(SCHEMA, token),
             )
 
-    async def read_generation(self) -> int:
-        async with Deadline(self._timeout):
-            raw = await self._run(self._client.get, keys.generation_key(self._prefix))
-        return int(raw) if raw is not None else 0
+    async def invalidate_many(
+        self, entries: Sequence[tuple[int, bytes]], generation: int, ttl_ms: int
+    ) -> None:
+        """Install markers (``scripts.INVALIDATE``, not forced) for many users at once.
 
-    async def bump_generation(self) -> int:
-        """Orphan every cached context of this prefix at once (they expire on their own)."""
+        Pipelined on one server; concurrent single calls on a cluster. Bounded by the
+        Redis timeout scaled to the batch; raises Redis errors (some markers may be in).
+        """
+        if not entries:
+            return
+        budget = self._batch_budget(len(entries))
+        if self._pipelines:
+            async with Deadline(budget):
+                pipe = self._client.pipeline(transaction=False)
+                for user_id, marker in entries:
+                    await self._invalidate(
+                        keys=self._slot_keys(user_id, generation),
+                        args=(SCHEMA, marker, ttl_ms, b"0"),
+                        client=pipe,  # type: ignore[arg-type]  # a pipeline queues it
+                    )
+                await self._run(pipe.execute)
+            return
+        async with Deadline(budget):
+            await asyncio.gather(
+                *(
+                    self._run(
+                        self._invalidate,
+                        keys=self._slot_keys(user_id, generation),
+                        args=(SCHEMA, marker, ttl_ms, b"0"),
+                    )
+                    for user_id, marker in entries
+                )
+            )
+
+    async def headers(self, user_ids: Sequence[int], generation: int) -> list[bytes | None]:
+        """The version header of each user's value (GETRANGE: never the payload)."""
+        names = [keys.context_key(self._prefix, u, generation) for u in user_ids]
+        async with Deadline(self._batch_budget(len(names))):
+            if self._pipelines:
+                pipe = self._client.pipeline(transaction=False)
+                for name in names:
+                    pipe.getrange(name, 0, HEADER_LEN - 1)
+                replies = await self._run(pipe.execute)
+            else:
+                replies = await asyncio.gather(
+                    *(self._run(self._client.getrange, n, 0, HEADER_LEN - 1) for n in names)
+                )
+        # GETRANGE of a missing key is the empty string.
+        return [bytes(r) if r else None for r in replies]
+
+    def _batch_budget(self, n: int) -> float:
+        """A batch gets the single-command timeout per hundred commands: a big drain round
+        on a busy server must not look like an outage to the breaker."""
+        return self._timeout * (1 + n / 100)
+
+    def _slot_keys(self, user_id: int, generation: int) -> tuple[str, str]:
+        return (
+            keys.context_key(self._prefix, user_id, generation),
+            keys.lease_key(self._prefix, user_id, generation),
+        )
+
+    # ------------------------------------------------------------------ epoch
+
+    async def read_epoch(self) -> EpochRecord | None:
+        """The epoch record alone (the write path's one GET)."""
         async with Deadline(self._timeout):
-            return int(await self._run(self._client.incr, keys.generation_key(self._prefix)))
+            raw = await self._run(self._client.get, keys.epoch_key(self._prefix))
+        return EpochRecord.parse(raw)
+
+    async def read_epoch_and_run_id(self) -> tuple[EpochRecord | None, str | None]:
+        """The epoch record and the server's run id, in one round trip.
+
+        The run id is None when the server does not tell it (INFO refused, as on
+        fakeredis or a managed Redis that renames INFO): the caller stops asking.
+        """
+        async with Deadline(self._timeout):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.get(keys.epoch_key(self._prefix))
+            pipe.info("server")
+            raw, info = await self._run(pipe.execute, raise_on_error=False)
+        if isinstance(raw, Exception):
+            raise raw
+        if isinstance(info, ResponseError):
+            return EpochRecord.parse(raw), None
+        if isinstance(info, Exception):
+            raise info
+        run_id = info.get("run_id") if isinstance(info, dict) else None
+        return EpochRecord.parse(raw), str(run_id) if run_id else None
+
+    async def read_legacy_generation(self) -> int:
+        """The pre-epoch generation counter (0 when absent or unreadable)."""
+        async with Deadline(self._timeout):
+            raw = await self._run(self._client.get, keys.legacy_generation_key(self._prefix))
+        return int(raw) if isinstance(raw, bytes) and raw.isdigit() else 0
+
+    async def raise_epoch(self, generation: int, run_id: str) -> EpochRecord:
+        """Install ``generation`` unless a higher one is there; returns the record now."""
+        async with Deadline(self._timeout):
+            raw = await self._run(
+                self._raise_epoch,
+                keys=(keys.epoch_key(self._prefix),),
+                args=(generation, run_id),
+            )
+        record = EpochRecord.parse(raw)
+        if record is None:  # pragma: no cover - the script always returns a record
+            raise ResponseError("the epoch script returned no record")
+        return record
 
     async def ping(self) -> bool:
         async with Deadline(self._timeout):

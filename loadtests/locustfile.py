@@ -44,6 +44,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
@@ -57,6 +58,13 @@ from service_watch import LiveView
 from tally import MemorySourceTally
 
 API = "/api/v1"
+
+
+class TurnOutcome(Enum):
+    ANSWERED = "answered"
+    SAVE_UNKNOWN = "save_unknown"  # answered, but whether the memory was saved is unknown
+    FAILED = "failed"
+
 
 # Real-estate questions like the assistant's users ask (irrelevant ones skip memory by
 # design, so they would not exercise the cache).
@@ -153,7 +161,11 @@ class ChatUser(HttpUser):
         return urlunsplit((scheme, parts.netloc, path, "", ""))
 
     def chat(self, session_id: str, token: str | None, turns: int) -> None:
-        """Hold one WebSocket conversation of up to ``turns`` questions."""
+        """Hold one WebSocket conversation of up to ``turns`` questions.
+
+        A turn whose memory save had an unknown outcome is sent once more with the same
+        turn id (reported as ``turn_retry``): the server stores it at most once.
+        """
         timeout = float(option(self.environment, "memlayer_turn_timeout", 30.0))
         with self._socket(session_id, token, timeout) as ws:
             if ws is None:
@@ -161,7 +173,11 @@ class ChatUser(HttpUser):
             for n in range(turns):
                 if n:
                     self.wait()  # a person reads the answer and types the next question
-                if not self.turn(ws, random.choice(QUERIES), timeout):
+                query, turn_id = random.choice(QUERIES), str(uuid.uuid4())
+                outcome = self.turn(ws, query, timeout, turn_id)
+                if outcome is TurnOutcome.SAVE_UNKNOWN:
+                    outcome = self.turn(ws, query, timeout, turn_id, name="turn_retry")
+                if outcome is TurnOutcome.FAILED:
                     break  # a broken conversation does not go on
 
     @contextmanager
@@ -192,14 +208,23 @@ class ChatUser(HttpUser):
         finally:
             ws.close()
 
-    def turn(self, ws: websocket.WebSocket, query: str, timeout: float) -> bool:
+    def turn(
+        self,
+        ws: websocket.WebSocket,
+        query: str,
+        timeout: float,
+        turn_id: str | None = None,
+        name: str = "turn",
+    ) -> TurnOutcome:
         """Send one query and read events up to ``final_response``; report it to Locust."""
         started = time.perf_counter()
         deadline = started + timeout
         received = 0
         memory_seen = False
+        save_unknown = False
+        turn_id = turn_id or str(uuid.uuid4())
         try:
-            ws.send(json.dumps({"type": "query", "query": query}))
+            ws.send(json.dumps({"type": "query", "query": query, "turn_id": turn_id}))
             while True:
                 ws.settimeout(max(deadline - time.perf_counter(), 0.001))
                 event, size = _receive(ws)
@@ -208,6 +233,8 @@ class ChatUser(HttpUser):
                 if kind == "memory_loaded":
                     memory_seen = True
                     self._memory_loaded(event, started)
+                elif kind == "memory_unavailable" and event.get("outcome") == "unknown":
+                    save_unknown = True
                 elif kind == "error":
                     raise ChatFailed(f"error event: {event.get('message', '')}"[:200])
                 elif kind == "final_response":
@@ -222,10 +249,10 @@ class ChatUser(HttpUser):
         except (ChatFailed, websocket.WebSocketException, OSError) as exc:
             if isinstance(exc, websocket.WebSocketTimeoutException):
                 exc = ChatFailed(f"no final_response within {timeout:g} s")
-            self._fire("turn", started, received, exc)
-            return False
-        self._fire("turn", started, received, None)
-        return True
+            self._fire(name, started, received, exc)
+            return TurnOutcome.FAILED
+        self._fire(name, started, received, None)
+        return TurnOutcome.SAVE_UNKNOWN if save_unknown else TurnOutcome.ANSWERED
 
     def _memory_loaded(self, event: dict[str, Any], started: float) -> None:
         source = str(event.get("source", "unknown"))

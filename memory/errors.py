@@ -36,6 +36,15 @@ class StoreUnavailable(MemoryLayerError):
     """Postgres could not be reached or answered in time; the write was NOT acknowledged."""
 
 
+class WriteOutcomeUnknown(StoreUnavailable):
+    """The connection failed during COMMIT: the write may or may not be saved.
+
+    The cache was told (a marker at the write's version), so no process serves a
+    context older than what Postgres may now hold. A memory turn retried with the same
+    turn id is stored at most once, so retrying is safe.
+    """
+
+
 class EmailTaken(MemoryLayerError):
     """Registration with an email that has an account. The message never echoes the email."""
 

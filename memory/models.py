@@ -181,6 +181,43 @@ class MemoryVersion(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # When the current version was written: the consistency checker samples recent
+    # writes by it (index) and measures staleness from it.
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now(), index=True
+    )
+
+
+class CacheOutbox(Base):
+    """Cache invalidations owed: one row per entity whose write Redis may not hold.
+
+    Written in the write's own transaction (the transactional outbox), cleared by the
+    writer once Redis holds the version, or by any process's drainer after a grace
+    period (DESIGN.md invariant 7). ``family`` names the key family (``ctx``: user
+    memory contexts, entity = the user id); the drainer dispatches per family.
+    """
+
+    __tablename__ = "cache_outbox"
+
+    family: Mapped[str] = mapped_column(String(16), primary_key=True)
+    entity_id: Mapped[str] = mapped_column(String(600), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    enqueued_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now(), index=True
+    )
+
+
+class CacheGeneration(Base):
+    """The authoritative floor of the cache generation, per key prefix.
+
+    Raised (never lowered) before a turnover is installed in Redis, so Redis restored
+    with an older epoch record can never talk a process into a generation used before.
+    """
+
+    __tablename__ = "cache_generations"
+
+    prefix: Mapped[str] = mapped_column(String(200), primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()
     )
@@ -188,6 +225,10 @@ class MemoryVersion(Base):
 
 class ConversationMemory(Base):
     __tablename__ = "conversation_memories"
+    # A retried turn carries the same turn id: it is stored once.
+    __table_args__ = (
+        UniqueConstraint("user_id", "turn_id", name="uq_conversation_memories_user_turn"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     chat_session_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -200,6 +241,7 @@ class ConversationMemory(Base):
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()
     )
+    turn_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
 
 class UserPreference(Base):

@@ -1,8 +1,9 @@
 """The memory aggregate in Postgres: plain methods that return records.
 
 The repository never opens or commits transactions; the service does. On Postgres a
-whole context is read with ONE statement (one snapshot, one round trip); other
-dialects use a few plain queries inside the caller's transaction.
+whole context is read with ONE statement (one snapshot, one round trip), and the
+version bump records the write's outbox row in the same statement; other dialects use
+a few plain queries inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from memlayer.memory import outbox
 from memlayer.memory.errors import UnknownUser
 from memlayer.memory.metrics import DB_QUERIES, STORED_VALUES_DROPPED
 from memlayer.memory.models import (
@@ -34,6 +36,27 @@ from memlayer.memory.values import is_portable
 from memlayer.records import EntityInput, EntityRecord, MemoryContext, MemoryRecord
 
 log = logging.getLogger(__name__)
+
+# The version bump and the write's outbox row, in one statement (one round trip): the
+# row lock on memory_versions serialises writers of one user until commit. An existing
+# outbox row keeps its enqueue time, so a user written faster than the grace period is
+# still drained (the drainer takes rows by age).
+_PG_BUMP_SQL = text(
+    """
+WITH bumped AS (
+  INSERT INTO memory_versions (user_id, version, updated_at) VALUES (:uid, 1, now())
+  ON CONFLICT (user_id) DO UPDATE
+    SET version = memory_versions.version + 1, updated_at = now()
+  RETURNING version
+), owed AS (
+  INSERT INTO cache_outbox (family, entity_id, version, enqueued_at)
+  SELECT :family, :entity, version, now() FROM bumped
+  ON CONFLICT (family, entity_id) DO UPDATE
+    SET version = GREATEST(cache_outbox.version, EXCLUDED.version)
+)
+SELECT version FROM bumped
+"""
+)
 
 _PG_CONTEXT_SQL = text(
     """
@@ -85,24 +108,32 @@ class MemoryRepository:
         return module.insert(table)
 
     async def bump_version(self, user_id: int) -> int:
-        """Increment and return the user's memory version (first statement of a write).
+        """Increment and return the user's memory version (first statement of a write),
+        and record that Redis owes the user's context this version (the outbox row).
 
         The row lock it takes serialises writers of one user until commit.
         """
         DB_QUERIES.labels("bump_version").inc()
-        stmt = (
-            self._insert(MemoryVersion)
-            .values(user_id=user_id, version=1, updated_at=utcnow())
-            .on_conflict_do_update(
-                index_elements=[MemoryVersion.user_id],
-                set_={"version": MemoryVersion.version + 1, "updated_at": utcnow()},
-            )
-            .returning(MemoryVersion.version)
-        )
+        entity = str(user_id)
         try:
-            version: int = (await self._session.execute(stmt)).scalar_one()
+            if self._dialect == "postgresql":
+                params = {"uid": user_id, "family": outbox.CONTEXT_FAMILY, "entity": entity}
+                version: int = (await self._session.execute(_PG_BUMP_SQL, params)).scalar_one()
+                return version
+            stmt = (
+                self._insert(MemoryVersion)
+                .values(user_id=user_id, version=1, updated_at=utcnow())
+                .on_conflict_do_update(
+                    index_elements=[MemoryVersion.user_id],
+                    set_={"version": MemoryVersion.version + 1, "updated_at": utcnow()},
+                )
+                .returning(MemoryVersion.version)
+            )
+            version = (await self._session.execute(stmt)).scalar_one()
         except IntegrityError as exc:  # the foreign key to users: no such user
             raise UnknownUser(user_id) from exc
+        DB_QUERIES.labels("outbox_record").inc()
+        await outbox.record(self._session, outbox.CONTEXT_FAMILY, entity, version)
         return version
 
     async def insert_memory(
@@ -113,20 +144,53 @@ class MemoryRepository:
         intent: str | None,
         entities: Sequence[str],
         message_count: int,
-    ) -> MemoryRecord:
+        turn_id: uuid.UUID | None = None,
+    ) -> MemoryRecord | None:
+        """Insert one memory; None when ``turn_id`` was already stored for the user.
+
+        The unique (user_id, turn_id) makes a retried turn a no-op; the caller's row
+        lock on the user's version makes concurrent retries wait for each other.
+        """
         DB_QUERIES.labels("insert_memory").inc()
-        row = ConversationMemory(
-            user_id=user_id,
-            chat_session_id=chat_session_id,
+        created_at = utcnow()
+        stmt = (
+            self._insert(ConversationMemory)
+            .values(
+                user_id=user_id,
+                chat_session_id=chat_session_id,
+                summary=summary,
+                intent=intent,
+                entities=list(entities),
+                message_count=message_count,
+                created_at=created_at,
+                turn_id=turn_id,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[ConversationMemory.user_id, ConversationMemory.turn_id]
+            )
+            .returning(ConversationMemory.id)
+        )
+        memory_id = (await self._session.execute(stmt)).scalar_one_or_none()
+        if memory_id is None:
+            return None
+        return MemoryRecord(
+            id=memory_id,
             summary=summary,
             intent=intent,
-            entities=list(entities),
+            entities=tuple(entities),
             message_count=message_count,
-            created_at=utcnow(),
+            created_at=created_at,
+            chat_session_id=str(chat_session_id) if chat_session_id else None,
         )
-        self._session.add(row)
-        await self._session.flush()
-        return _to_memory_record(row)
+
+    async def memory_by_turn(self, user_id: int, turn_id: uuid.UUID) -> MemoryRecord | None:
+        """The memory a turn stored, if it did (a retried turn returns it)."""
+        DB_QUERIES.labels("memory_by_turn").inc()
+        stmt = select(ConversationMemory).where(
+            ConversationMemory.user_id == user_id, ConversationMemory.turn_id == turn_id
+        )
+        row = (await self._session.scalars(stmt)).first()
+        return _to_memory_record(row) if row is not None else None
 
     async def upsert_preferences(self, user_id: int, preferences: Mapping[str, Any]) -> None:
         if not preferences:

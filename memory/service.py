@@ -1,8 +1,11 @@
 """LongTermMemoryService: the only door to memory.
 
 Postgres is the source of truth; the cache tier (``ContextCache``) sits in front of
-reads and is written through after every commit. Anonymous callers (``user_id=None``)
-never touch either tier.
+reads and is written through after every commit. Every write also records, in its own
+transaction, that Redis owes the user's context its new version (the outbox); once the
+write-through found Redis holding it, the row is acknowledged (batched, ``acks``), and
+otherwise any process's drainer installs a marker for it. Anonymous callers
+(``user_id=None``) never touch either tier.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from memlayer.cache import CachePort, NullContextCache
+from memlayer.memory.acks import OutboxAcks
 from memlayer.memory.db import Database
 from memlayer.memory.dberrors import translate, translated
 from memlayer.memory.errors import (
@@ -22,8 +28,11 @@ from memlayer.memory.errors import (
     MemoryLayerError,
     MemoryNotFound,
     StoreUnavailable,
+    UnknownUser,
+    WriteOutcomeUnknown,
 )
-from memlayer.memory.metrics import MEMORY_WRITES
+from memlayer.memory.metrics import MEMORY_WRITES, REPLICA_DISCARDED
+from memlayer.memory.outbox import CONTEXT_FAMILY
 from memlayer.memory.repository import MemoryRepository
 from memlayer.memory.values import UnportableValue, check_portable
 from memlayer.records import (
@@ -32,6 +41,7 @@ from memlayer.records import (
     LoadSource,
     MemoryContext,
     MemoryRecord,
+    ReadFloor,
 )
 from memlayer.settings import Settings
 
@@ -47,6 +57,13 @@ class Written(Generic[T]):
     version: int
 
 
+class _AlreadyStored(Exception):
+    """A retried turn found its memory stored: roll back (no version bump), return it."""
+
+    def __init__(self, record: MemoryRecord) -> None:
+        self.record = record
+
+
 MAX_ENTITY_TYPE = 50
 MAX_ENTITY_NAME = 200
 MAX_INTENT = 50
@@ -59,10 +76,20 @@ class LongTermMemoryService:
         self._db = database
         self._settings = settings
         self._cache: CachePort = cache if cache is not None else NullContextCache()
+        self._acks = OutboxAcks(database, settings)
 
     @property
     def cache(self) -> CachePort:
         return self._cache
+
+    @property
+    def acks(self) -> OutboxAcks:
+        """Outbox acknowledgements waiting to be written (flushed in the background)."""
+        return self._acks
+
+    async def aclose(self) -> None:
+        """Write the acknowledgements still waiting (the app's lifespan calls this)."""
+        await self._acks.aclose()
 
     # --- reads ------------------------------------------------------------------------
 
@@ -72,7 +99,9 @@ class LongTermMemoryService:
         if user_id is None:
             return LoadResult(MemoryContext.empty(None), LoadSource.NONE)
         _check_user_id(user_id)
-        result = await self._cache.load(user_id, lambda: self._load_from_database(user_id))
+        result = await self._cache.load(
+            user_id, lambda floor: self._load_from_database(user_id, floor)
+        )
         if limit < len(result.context.memories):
             return LoadResult(result.context.limited(limit), result.source)
         return result
@@ -86,18 +115,41 @@ class LongTermMemoryService:
         """Load these users' contexts into the cache; returns how many came from Postgres."""
         for user_id in user_ids:
             _check_user_id(user_id)
-        return await self._cache.warm(user_ids, lambda uid: lambda: self._load_from_database(uid))
+        return await self._cache.warm(
+            user_ids, lambda uid: lambda floor: self._load_from_database(uid, floor)
+        )
 
-    async def _load_from_database(self, user_id: int) -> MemoryContext:
-        s = self._settings
+    async def _load_from_database(self, user_id: int, floor: ReadFloor) -> MemoryContext:
+        """The user's context from the replica when one is configured and its answer is
+        at least ``floor``; otherwise (or for ``floor.primary``) from the primary.
+
+        A lagging replica must neither break read-your-writes nor be cached: its answer
+        older than a version known to be committed (a marker in Redis, a write this
+        process acknowledged) is discarded.
+        """
         with translated("loading memory"):
-            async with self._db.fill_sessionmaker() as session, session.begin():
-                return await MemoryRepository(session).load_context(
-                    user_id,
-                    memories=s.memory_context_size,
-                    preferences=s.context_max_preferences,
-                    entities=s.context_max_entities,
-                )
+            if self._db.replica_engine is None or floor.primary:
+                return await self._read_context(self._db.sessionmaker, user_id)
+            try:
+                context = await self._read_context(self._db.fill_sessionmaker, user_id)
+            except UnknownUser:
+                context = None  # the replica may not have the user yet
+            if context is not None and context.version >= floor.version:
+                return context
+            REPLICA_DISCARDED.inc()
+            return await self._read_context(self._db.sessionmaker, user_id)
+
+    async def _read_context(
+        self, sessionmaker: async_sessionmaker[AsyncSession], user_id: int
+    ) -> MemoryContext:
+        s = self._settings
+        async with sessionmaker() as session, session.begin():
+            return await MemoryRepository(session).load_context(
+                user_id,
+                memories=s.memory_context_size,
+                preferences=s.context_max_preferences,
+                entities=s.context_max_entities,
+            )
 
     # --- writes -----------------------------------------------------------------------
 
@@ -131,12 +183,19 @@ class LongTermMemoryService:
         message_count: int = 0,
         preferences: Mapping[str, Any] | None = None,
         entities: Sequence[EntityInput] = (),
+        turn_id: str | uuid.UUID | None = None,
     ) -> MemoryRecord | None:
-        """What the response step saves for a turn, in ONE transaction and ONE version."""
+        """What the response step saves for a turn, in ONE transaction and ONE version.
+
+        ``turn_id`` (a UUID the client chose, or the server for it) makes the save
+        idempotent: a turn retried after an unknown outcome (``WriteOutcomeUnknown``)
+        stores nothing new, bumps no version and returns the memory stored the first time.
+        """
         if user_id is None:
             return None
         summary = self._check_summary(summary)
         session_uuid = _parse_chat_session_id(chat_session_id)
+        turn_uuid = _parse_uuid(turn_id, "turn_id")
         if intent is not None and (not isinstance(intent, str) or len(intent) > MAX_INTENT):
             raise InvalidMemory(f"intent must be a string of at most {MAX_INTENT} characters")
         if not isinstance(message_count, int) or message_count < 0:
@@ -147,8 +206,14 @@ class LongTermMemoryService:
 
         async def work(repo: MemoryRepository) -> MemoryRecord:
             record = await repo.insert_memory(
-                user_id, session_uuid, summary, intent, names, message_count
+                user_id, session_uuid, summary, intent, names, message_count, turn_uuid
             )
+            if record is None and turn_uuid is not None:
+                stored = await repo.memory_by_turn(user_id, turn_uuid)
+                if stored is not None:
+                    raise _AlreadyStored(stored)
+            if record is None:  # pragma: no cover - only a turn id can conflict
+                raise InvalidMemory("the memory could not be stored")
             await repo.upsert_preferences(user_id, prefs)
             await repo.record_entities(user_id, ents)
             return record
@@ -196,11 +261,14 @@ class LongTermMemoryService:
         """Bump the version, do the work, read the new context, commit, write through.
 
         The context is read inside the same transaction, after the version row lock, so
-        it is exactly the state at the new version. Redis is touched only after commit.
+        it is exactly the state at the new version. The bump records the outbox row in
+        the same statement. Redis is touched only after commit; when the write-through
+        finds Redis holding the version, the outbox row is acknowledged (batched).
         """
         _check_user_id(user_id)
         s = self._settings
         committing = False
+        version = 0
         try:
             async with self._db.sessionmaker() as session:
                 transaction = await session.begin()
@@ -215,16 +283,27 @@ class LongTermMemoryService:
                 )
                 committing = True
                 await transaction.commit()
+        except _AlreadyStored as done:
+            # A retried turn: the transaction rolled back, so nothing changed anywhere.
+            MEMORY_WRITES.labels("duplicate").inc()
+            return Written(cast(T, done.record), version - 1)
         except Exception as exc:
             error = translate(exc, "the memory write")
             if isinstance(error, StoreUnavailable):
-                MEMORY_WRITES.labels("error").inc()
                 if committing:
                     # The connection failed during COMMIT: the write may or may not be in
-                    # Postgres. Never let the cache keep an older context than Postgres
-                    # might now hold. (A write that failed before COMMIT rolled back:
-                    # Redis is not touched at all.)
-                    await self._cache.invalidate(user_id)
+                    # Postgres. A marker at the bumped version keeps any older context
+                    # from being (re)installed; if it did commit, its outbox row makes a
+                    # drainer install a durable one. (A write that failed before COMMIT
+                    # rolled back: Redis is not touched at all.)
+                    MEMORY_WRITES.labels("unknown").inc()
+                    await self._cache.mark_outcome_unknown(user_id, version)
+                    raise WriteOutcomeUnknown(
+                        "the database connection failed while committing: the write may "
+                        "or may not have been saved. Retrying is safe: a turn retried with "
+                        "the same turn_id is stored at most once, and deletes are idempotent"
+                    ) from exc
+                MEMORY_WRITES.labels("error").inc()
             elif isinstance(error, MemoryLayerError):
                 # The caller's mistake (unknown user, someone else's memory, a value the
                 # database refused): not a failure of the store, so it must not feed the
@@ -239,7 +318,8 @@ class LongTermMemoryService:
             MEMORY_WRITES.labels("error").inc()
             raise
         MEMORY_WRITES.labels("ok").inc()
-        await self._cache.write_through(context)
+        if (await self._cache.write_through(context)).redis_holds_it:
+            self._acks.ack(CONTEXT_FAMILY, str(user_id), version)
         return Written(result, version)
 
     # --- validation -------------------------------------------------------------------
@@ -322,9 +402,13 @@ def _check_entities(entities: Sequence[EntityInput]) -> list[EntityInput]:
 
 
 def _parse_chat_session_id(value: str | uuid.UUID | None) -> uuid.UUID | None:
+    return _parse_uuid(value, "chat_session_id")
+
+
+def _parse_uuid(value: str | uuid.UUID | None, what: str) -> uuid.UUID | None:
     if value is None or isinstance(value, uuid.UUID):
         return value
     try:
         return uuid.UUID(str(value))
     except ValueError as exc:
-        raise InvalidMemory(f"chat_session_id must be a UUID, got {value!r}") from exc
+        raise InvalidMemory(f"{what} must be a UUID, got {value!r}") from exc

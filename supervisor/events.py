@@ -8,11 +8,15 @@ Event types and their fields (besides ``type`` and ``timestamp``, ISO 8601 UTC):
 
 - ``planning_start``      ``query``
 - ``memory_loaded``       ``user_id``, ``memory_count``, ``source`` (cache|database|none)
-- ``memory_unavailable``  ``stage`` (load|save), ``message``, ``error`` (exception class)
+- ``memory_unavailable``  ``stage`` (load|save), ``message``, ``error`` (exception class);
+                          for save, ``outcome``: ``not_saved``, or ``unknown`` (the
+                          connection failed during COMMIT: retrying the turn with the
+                          same ``turn_id`` is safe, it is stored at most once)
 - ``team_start``          ``team``
 - ``team_complete``       ``team``
 - ``final_response``      ``response``, ``intent``, ``turn`` (its number in the session),
-                          ``recent_turns`` (turns in the session's short-term state)
+                          ``recent_turns`` (turns in the session's short-term state),
+                          ``turn_id`` (the turn's idempotency key)
 """
 
 from __future__ import annotations

@@ -86,12 +86,15 @@ class ChatWorkflow:
         emitter: ProgressEmitter,
         turn: int = 1,
         recent_turns: Sequence[Mapping[str, Any]] = (),
+        turn_id: str | None = None,
     ) -> TurnResult:
         """Answer one message of a session.
 
         ``user_id`` must come from the authenticated caller. ``turn`` (this turn's number
         in the session) and ``recent_turns`` (its earlier turns, oldest first) are the
-        session's short-term state, which the caller keeps (in Postgres).
+        session's short-term state, which the caller keeps (in Postgres). ``turn_id``
+        (a UUID, the client's) makes the turn's memory save idempotent: a retried turn
+        with the same id is stored once.
         """
         context = Context(
             memory=self._memory,
@@ -105,6 +108,7 @@ class ChatWorkflow:
             "chat_session_id": chat_session_id,
             "user_id": user_id,
             "request_id": uuid.uuid4().hex,
+            "turn_id": turn_id if turn_id is not None else str(uuid.uuid4()),
             "turn_count": turn,
             "recent_turns": [dict(t) for t in recent_turns][-RECENT_TURNS_KEPT:],
         }

@@ -15,7 +15,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from memlayer.memory.errors import MemoryLayerError
+from memlayer.memory.errors import MemoryLayerError, WriteOutcomeUnknown
 from memlayer.records import EntityInput, LoadSource, MemoryRecord
 from memlayer.supervisor.events import make_event
 from memlayer.supervisor.extraction import turn_summary
@@ -161,6 +161,7 @@ async def response(state: MainSupervisorState, runtime: Runtime[Context]) -> Upd
                 message_count=MESSAGES_PER_TURN,
                 preferences=planning_state.get("preferences") or None,
                 entities=entities,
+                turn_id=state.get("turn_id"),
             )
         except MemoryLayerError as exc:
             log.warning("memory save failed for user %s: %s", user_id, exc)
@@ -170,6 +171,7 @@ async def response(state: MainSupervisorState, runtime: Runtime[Context]) -> Upd
     final = {
         "response": text,
         "intent": intent,
+        "turn_id": state.get("turn_id"),
         # The session's short-term state as this turn saw it: its number in the session
         # and how many turns (this one included) the state holds.
         "turn": state.get("turn_count", 1),
@@ -204,9 +206,23 @@ def _memory_state(record: MemoryRecord) -> dict[str, Any]:
 
 def _memory_unavailable(stage: str, exc: MemoryLayerError) -> dict[str, Any]:
     # The exception text can name hosts and SQL; the client gets a plain sentence.
-    message = (
-        "이전 대화 기억을 불러오지 못해 이번 답변은 기억 없이 드려요."
-        if stage == "load"
-        else "이번 대화를 기억에 저장하지 못했어요."
+    if stage == "load":
+        message = "이전 대화 기억을 불러오지 못해 이번 답변은 기억 없이 드려요."
+        return make_event(
+            "memory_unavailable", stage=stage, message=message, error=type(exc).__name__
+        )
+    if isinstance(exc, WriteOutcomeUnknown):
+        # Saved or not, nobody can tell: the same turn (same turn_id) may be sent again,
+        # and is stored at most once.
+        message = "이번 대화가 기억에 저장되었는지 확인하지 못했어요. 다시 보내도 한 번만 저장돼요."
+        outcome = "unknown"
+    else:
+        message = "이번 대화를 기억에 저장하지 못했어요."
+        outcome = "not_saved"
+    return make_event(
+        "memory_unavailable",
+        stage=stage,
+        message=message,
+        error=type(exc).__name__,
+        outcome=outcome,
     )
-    return make_event("memory_unavailable", stage=stage, message=message, error=type(exc).__name__)

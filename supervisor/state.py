@@ -39,6 +39,7 @@ class MainSupervisorState(TypedDict, total=False):
     session_id: str
     chat_session_id: str | None
     request_id: str | None
+    turn_id: str  # idempotency key of the turn's memory save (a UUID, the client's)
     status: str  # "running" | "completed"
     current_phase: str
     error: str | None

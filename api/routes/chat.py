@@ -15,7 +15,11 @@ credential):
   end written by any process takes effect on the next frame. If Postgres cannot answer
   that check, the socket carries on with what it last verified (the known expiry is still
   enforced): a database outage costs memory, not the chat (DESIGN.md, invariant 8).
-* A turn is ``{"type": "query", "query": "..."}``; its events end with ``final_response``.
+* A turn is ``{"type": "query", "query": "...", "turn_id": "<uuid>"}``; its events end
+  with ``final_response`` (which carries the turn id). ``turn_id`` is optional (the server
+  picks one when it is absent) and makes the turn's memory save idempotent: a client that
+  retries a turn whose save outcome was unknown (``memory_unavailable`` with ``outcome:
+  "unknown"``) sends the same id, and the memory is stored once.
   If a signed-in turn's history could not be stored, ``history_unavailable`` comes just
   before ``final_response``. A frame the server cannot take (bad JSON, binary, a NUL
   character, too long) gets an ``error`` event and the socket carries on.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -141,6 +146,7 @@ async def conversations(
 @dataclass(frozen=True, slots=True)
 class QueryFrame:
     query: str
+    turn_id: str  # the client's (a canonical UUID), or one the server picked
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +183,15 @@ def parse_frame(message: Mapping[str, Any]) -> Frame:
         return BadFrame(f"query is longer than {QUERY_MAX_CHARS} characters")
     if "\x00" in query:
         return BadFrame("query must not contain NUL characters (\\u0000)")
-    return QueryFrame(query.strip())
+    turn_id = frame.get("turn_id")
+    if turn_id is None:
+        return QueryFrame(query.strip(), str(uuid.uuid4()))
+    try:
+        if not isinstance(turn_id, str) or len(turn_id) > 64:
+            raise ValueError(turn_id)
+        return QueryFrame(query.strip(), str(uuid.UUID(turn_id)))
+    except ValueError:
+        return BadFrame("turn_id must be a UUID string (or left out: the server picks one)")
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -332,7 +346,7 @@ class ChatSocket:
             if isinstance(frame, BadFrame):
                 await self.emitter.emit({"type": "error", "message": frame.message})
             elif isinstance(frame, QueryFrame):
-                await self._turn(frame.query, check)
+                await self._turn(frame, check)
             # An auth frame after admission (or on an anonymous session) changes nothing.
 
     async def _check(self, *, turn: bool) -> SessionCheck | None:
@@ -367,9 +381,9 @@ class ChatSocket:
         self.expires_at, self.turn = check.expires_at, check.turn
         return check
 
-    async def _turn(self, query: str, check: SessionCheck) -> None:
+    async def _turn(self, frame: QueryFrame, check: SessionCheck) -> None:
         """One chat turn. Storage trouble around the turn never stops the answer."""
-        services, user_id = self.services, self.user_id
+        services, user_id, query = self.services, self.user_id, frame.query
         conversation_id = check.conversation_id
         if user_id is not None and conversation_id is None:
             try:
@@ -387,6 +401,7 @@ class ChatSocket:
                 chat_session_id=conversation_id,
                 emitter=held,
                 turn=check.turn,
+                turn_id=frame.turn_id,
                 recent_turns=[
                     {"query": t.query, "response": t.response} for t in check.recent_turns
                 ],

@@ -27,7 +27,19 @@ export function resetConversation() {
   setBusy(false);
 }
 
-function renderTurn(query) {
+// A turn's id makes its memory save idempotent: a retry sends the same id and the server
+// stores the memory once. crypto.randomUUID needs a secure context; plain http on another
+// host has only getRandomValues.
+function newTurnId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+function renderTurn(query, turnId) {
   const progress = el("ol", { className: "progress", attrs: { "aria-label": "진행 상황" } });
   const item = el("li", { className: "turn" }, [
     el("p", { className: "msg user" }, [el("span", { className: "visually-hidden", text: "나: " }), query]),
@@ -35,7 +47,18 @@ function renderTurn(query) {
   ]);
   $("messages").append(item);
   scrollToEnd();
-  return { item, progress, steps: new Map(), planningAt: null, done: false };
+  return { item, progress, steps: new Map(), planningAt: null, done: false, query, turnId };
+}
+
+// Send the same question again with the same turn id (its memory is stored at most once).
+function offerRetry(turn) {
+  const button = el("button", { className: "secondary retry", text: "다시 보내기", attrs: { type: "button" } });
+  button.addEventListener("click", () => {
+    if (current) return;
+    button.remove();
+    send(turn.query, turn.turnId);
+  });
+  turn.item.append(button);
 }
 
 function step(turn, key, text, kind = "running") {
@@ -63,17 +86,18 @@ function finishTurn(turn) {
 function failTurn(turn, message) {
   turn.item.append(el("p", { className: "msg error", attrs: { role: "alert" }, text: message }));
   finishTurn(turn);
+  offerRetry(turn);
   scrollToEnd();
 }
 
-async function send(query) {
+async function send(query, turnId = newTurnId()) {
   if (current) return; // one question at a time; the button says so too
-  const turn = renderTurn(query);
+  const turn = renderTurn(query, turnId);
   current = turn;
   setBusy(true);
   try {
     const ws = await ensureSocket();
-    ws.send(JSON.stringify({ type: "query", query }));
+    ws.send(JSON.stringify({ type: "query", query, turn_id: turnId }));
   } catch (err) {
     if (err instanceof Superseded || handleAuthFailure(err)) return;
     failTurn(turn, "서버에 연결할 수 없습니다. 잠시 후 다시 보내 주세요.");
@@ -106,12 +130,15 @@ export function handleEvent(event) {
       break;
     case "memory_unavailable":
       if (!turn) return;
+      if (event.stage === "save" && event.outcome === "unknown") turn.saveUnknown = true;
       step(
         turn,
         `unavailable:${event.stage}`,
-        event.stage === "save"
-          ? "기억 저장소에 저장하지 못했습니다. 답변은 계속합니다."
-          : "기억 저장소를 쓸 수 없어 기억 없이 답합니다.",
+        event.stage !== "save"
+          ? "기억 저장소를 쓸 수 없어 기억 없이 답합니다."
+          : turn.saveUnknown
+            ? "기억에 저장되었는지 확인하지 못했습니다. 다시 보내도 한 번만 저장됩니다."
+            : "기억 저장소에 저장하지 못했습니다. 답변은 계속합니다.",
         "warning",
       );
       break;
@@ -138,6 +165,7 @@ export function handleEvent(event) {
         ]),
       );
       finishTurn(turn);
+      if (turn.saveUnknown) offerRetry(turn);
       scrollToEnd();
       refreshConversations();
       break;

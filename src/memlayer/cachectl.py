@@ -1,4 +1,4 @@
-"""`memlayer cache stats|invalidate|warm`: the on-call person's cache commands."""
+"""`memlayer cache stats|invalidate|warm|verify`: the on-call person's cache commands."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from memlayer.cache import ContextCache, RequestCounts, make_redis_client
+from memlayer.memory import consistency
+from memlayer.memory.coherence import context_cache
 from memlayer.memory.db import Database
 from memlayer.memory.models import ConversationMemory
 from memlayer.memory.service import LongTermMemoryService
@@ -25,7 +27,7 @@ async def _opened(
 ) -> AsyncIterator[tuple[Database, ContextCache, LongTermMemoryService]]:
     database = Database.from_settings(settings)
     redis = make_redis_client(settings)
-    cache = ContextCache(redis, settings)
+    cache = context_cache(redis, database, settings)
     try:
         yield database, cache, LongTermMemoryService(database, settings, cache)
     finally:
@@ -137,3 +139,57 @@ async def warm(settings: Settings, top: int) -> int:
     print(f"  already cached        {len(user_ids) - loaded:>10,}")
     print(f"  time                  {elapsed:>9.1f}s")
     return 0
+
+
+async def verify(settings: Settings, *, sample: int | None, every: bool) -> int:
+    """Audit cached versions against Postgres; exit status 1 if any is stale past the bound.
+
+    ``every``: all users, a page at a time; otherwise ``sample`` users chosen at random.
+    """
+    bound_s = settings.coherence_bound_ms / 1000
+    tally = consistency.Tally()
+    started = time.perf_counter()
+    async with _opened(settings) as (database, cache, _service):
+        if not await cache.ping():
+            print(f"error: Redis at {settings.redis_url} does not answer; nothing verified")
+            return 2
+        if every:
+            pages = consistency.every_user(database)
+        else:
+            pages = _one_page(await consistency.random_users(database, sample or 1000))
+        async for page in pages:
+            result = await consistency.compare(cache, page, bound_s, export=False)
+            if result is None:
+                print("error: the cache cannot be read now (breaker open or epoch unsure)")
+                return 2
+            tally.merge(result)
+            sys.stderr.write(f"\r  verified {tally.checked:>10,} users")
+        sys.stderr.write("\n")
+        generation = cache.generation
+    elapsed = time.perf_counter() - started
+    rows = [
+        ("checked", f"{tally.checked:,}"),
+        ("consistent", f"{tally.consistent:,}"),
+        ("stale (past bound)", f"{tally.stale:,}"),
+        ("missing (not cached)", f"{tally.missing:,}"),
+        ("worst staleness", f"{tally.worst_staleness_s:.3f}s"),
+        ("bound", f"{bound_s:.3f}s (MEMLAYER_COHERENCE_BOUND_MS)"),
+        ("generation", "n/a" if generation is None else str(generation)),
+        ("time", f"{elapsed:.1f}s"),
+    ]
+    print("  memlayer cache verify" + ("  (every user)" if every else f"  (sample of {sample})"))
+    print("  " + "─" * 44)
+    for name, value in rows:
+        print(f"  {name:<22}{value}")
+    if tally.stale:
+        users = ", ".join(str(u) for u in tally.stale_users)
+        print(f"  stale users (first {len(tally.stale_users)}): {users}")
+        print("  fix: memlayer cache invalidate --user ID (and see docs/runbook.md)")
+        return 1
+    return 0
+
+
+async def _one_page(
+    page: list[consistency.DatabaseVersion],
+) -> AsyncIterator[list[consistency.DatabaseVersion]]:
+    yield page

@@ -107,6 +107,8 @@ def _cache(args: argparse.Namespace) -> int:
         return asyncio.run(cachectl.stats(settings, args.server))
     if args.cache_command == "invalidate":
         return asyncio.run(cachectl.invalidate(settings, args.user))
+    if args.cache_command == "verify":
+        return asyncio.run(cachectl.verify(settings, sample=args.sample, every=args.all))
     return asyncio.run(cachectl.warm(settings, args.top))
 
 
@@ -171,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     invalidate.add_argument("--user", type=int, required=True)
     warm = cache_sub.add_parser("warm", help="load the most active users into the cache")
     warm.add_argument("--top", type=int, default=1000)
+    verify = cache_sub.add_parser(
+        "verify", help="audit cached versions against Postgres (stale past the bound?)"
+    )
+    scope = verify.add_mutually_exclusive_group()
+    scope.add_argument("--sample", type=int, default=1000, help="users chosen at random")
+    scope.add_argument("--all", action="store_true", help="every user, a page at a time")
     cache.set_defaults(func=_cache)
     return parser
 

@@ -73,6 +73,23 @@ class MemoryContext:
         return cls(user_id=user_id, version=version)
 
 
+@dataclass(frozen=True, slots=True)
+class ReadFloor:
+    """What a database load must at least see (DESIGN.md, "Read replica").
+
+    ``version``: a version known to be committed (a marker found in Redis, a write this
+    process acknowledged); a replica's older answer is discarded and the primary read
+    instead. ``primary``: read the primary only (this process's own write that Redis
+    has not been told about).
+    """
+
+    version: int = 0
+    primary: bool = False
+
+
+ANY_SOURCE = ReadFloor()  # nothing known: any source will do
+
+
 class LoadSource(StrEnum):
     """Where a memory context came from this turn."""
 

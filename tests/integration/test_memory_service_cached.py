@@ -14,14 +14,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from memlayer.cache import CacheHooks, ContextCache, make_redis_client
-from memlayer.cache.codec import decode
-from memlayer.cache.keys import context_key, scan_pattern
+from memlayer.cache.keys import scan_pattern
 from memlayer.memory.errors import InvalidMemory
 from memlayer.memory.metrics import DB_QUERIES
 from memlayer.memory.service import LongTermMemoryService
 from memlayer.metrics import current
 from memlayer.records import EntityInput, LoadSource
 from memlayer.settings import Settings
+from tests.support.cache_values import cached_version, raw_value
 
 
 def _context_loads() -> float:
@@ -50,9 +50,7 @@ async def cached(settings: Settings, database) -> AsyncIterator[tuple]:
 
 
 async def _cached_version(client, settings: Settings, user_id: int) -> int | None:
-    raw = await client.get(context_key(settings.cache_key_prefix, user_id, 0))
-    context = decode(raw) if raw else None
-    return None if context is None else context.version
+    return await cached_version(client, settings.cache_key_prefix, user_id)
 
 
 async def test_warm_loads_never_query_postgres(cached, make_user):
@@ -116,11 +114,11 @@ async def test_rolled_back_write_never_touches_redis(cached, make_user):
     service = service_for()
     uid = await make_user()
     await service.save_conversation_memory(uid, None, "kept")
-    key = context_key(settings.cache_key_prefix, uid, 0)
-    before = await client.get(key)
+    before = await raw_value(client, settings.cache_key_prefix, uid)
+    assert before is not None
     with pytest.raises(InvalidMemory):  # an unknown conversation: the insert's FK fails
         await service.save_conversation_memory(uid, str(uuid.uuid4()), "rolled back")
-    assert await client.get(key) == before
+    assert await raw_value(client, settings.cache_key_prefix, uid) == before
     assert [m.summary for m in (await service.load_context(uid)).context.memories] == ["kept"]
 
 
@@ -168,8 +166,8 @@ async def test_write_failing_before_commit_leaves_redis_alone(cached, make_user,
     service_for, client, settings = cached
     uid = await make_user()
     await service_for().save_conversation_memory(uid, None, "kept")
-    key = context_key(settings.cache_key_prefix, uid, 0)
-    before = await client.get(key)
+    before = await raw_value(client, settings.cache_key_prefix, uid)
+    assert before is not None
 
     url = make_url(database_url)
     proxy = await ChaosProxy(url.port or 5432, url.host or "127.0.0.1").start()
@@ -186,4 +184,4 @@ async def test_write_failing_before_commit_leaves_redis_alone(cached, make_user,
         await cache.aclose()
         await through_proxy.aclose()
         await proxy.aclose()
-    assert await client.get(key) == before
+    assert await raw_value(client, settings.cache_key_prefix, uid) == before

@@ -47,6 +47,8 @@ async def test_upgrade_from_empty_to_head_creates_every_table(fresh_url):
         "user_preferences",
         "entity_memories",
         "memory_versions",
+        "cache_outbox",
+        "cache_generations",
         "alembic_version",
     }
 

@@ -75,9 +75,17 @@ async def chat_socket(
         yield ws
 
 
-async def send_query(ws: ClientConnection, query: str) -> list[dict[str, Any]]:
-    """One turn on an open socket: its events up to ``final_response`` (or ``error``)."""
-    await ws.send(orjson.dumps({"type": "query", "query": query}).decode())
+async def send_query(
+    ws: ClientConnection, query: str, turn_id: str | None = None
+) -> list[dict[str, Any]]:
+    """One turn on an open socket: its events up to ``final_response`` (or ``error``).
+
+    ``turn_id``: the turn's idempotency key (the server picks one when it is left out).
+    """
+    frame: dict[str, Any] = {"type": "query", "query": query}
+    if turn_id is not None:
+        frame["turn_id"] = turn_id
+    await ws.send(orjson.dumps(frame).decode())
     events: list[dict[str, Any]] = []
     while not events or events[-1]["type"] not in ("final_response", "error"):
         events.append(orjson.loads(await ws.recv()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 
-from memlayer.records import EntityRecord, MemoryContext, MemoryRecord
+from memlayer.records import ANY_SOURCE, EntityRecord, MemoryContext, MemoryRecord, ReadFloor
 
 
 def make_context(user_id: int, version: int, memories: int = 2) -> MemoryContext:
@@ -33,13 +33,16 @@ def make_context(user_id: int, version: int, memories: int = 2) -> MemoryContext
 
 
 class CountingLoader:
-    """A loader that records how often the database would have been queried."""
+    """A loader that records how often the database would have been queried, and the
+    floor each load was given."""
 
     def __init__(self, context: MemoryContext) -> None:
         self.context = context
         self.calls = 0
+        self.floors: list[ReadFloor] = []
 
-    async def __call__(self) -> MemoryContext:
+    async def __call__(self, floor: ReadFloor = ANY_SOURCE) -> MemoryContext:
         self.calls += 1
+        self.floors.append(floor)
         await asyncio.sleep(0)  # let other loads pile up behind this one
         return self.context

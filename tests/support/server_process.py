@@ -1,7 +1,8 @@
 """``memlayer serve`` as a real second process, configured from a Settings object.
 
 For tests where processes matter: a session's next turn or its end landing on another API
-process. Started and stopped by PID (never by name).
+process; a writer killed with SIGKILL right after an acknowledged write. Started, stopped
+(SIGTERM) and killed (SIGKILL) by PID, never by name.
 """
 
 from __future__ import annotations
@@ -44,8 +45,13 @@ def _free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, settings: Settings, **overrides: Any) -> None:
+    def __init__(
+        self, settings: Settings, *, ready_path: str = "/healthz", **overrides: Any
+    ) -> None:
+        """``ready_path``: what must answer 200 before :meth:`start` returns (``/readyz``
+        waits for Postgres and Redis too)."""
         self.settings = settings.model_copy(update=overrides)
+        self._ready_path = ready_path
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
@@ -72,11 +78,24 @@ class ServerProcess:
                     if self._process.returncode is not None:
                         raise RuntimeError(f"memlayer serve exited:\n{self.log_tail()}")
                     try:
-                        if (await http.get("/healthz")).status_code == 200:
+                        if (await http.get(self._ready_path)).status_code == 200:
                             return self
                     except httpx.TransportError:
                         pass
                     await asyncio.sleep(0.05)  # polling a starting process, not a race
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("not started")
+        return self._process.pid
+
+    async def kill(self) -> None:
+        """SIGKILL, by PID: the process gets no chance to finish anything (kill -9)."""
+        if self._process is None or self._process.returncode is not None:
+            return
+        self._process.kill()
+        await self._process.wait()
 
     def log_tail(self) -> str:
         self._log.seek(0)

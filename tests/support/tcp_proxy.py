@@ -6,13 +6,26 @@ break every other test.
 Modes: ``forward`` (normal), ``refuse`` (drop every connection at once: Redis is dead),
 ``stall`` (connections stay open but nothing moves either way: a hung server; what was
 held back is delivered after ``forward()``, which is exactly the late reply a reused
-connection would misread).
+connection would misread). ``cut_at(pattern)`` is one-shot: the next client message
+containing ``pattern`` (e.g. a COMMIT) is forwarded and the server's reply swallowed, the
+connection then cut (the server did it; the client never hears) — or, with
+``deliver=False``, the message itself is dropped and the connection cut. With
+``after=marker`` only a connection that sent ``marker`` first is cut (e.g. the COMMIT of a
+memory write, not of a session check; the client must send statements as text, i.e.
+without prepared statements).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
+
+
+@dataclass
+class _Link:
+    swallow_reply: bool = False
+    armed: bool = False  # sent the ``after`` marker of a pending cut
 
 
 class ChaosProxy:
@@ -26,6 +39,10 @@ class ChaosProxy:
         self._refusing = False
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cut_pattern: bytes | None = None
+        self._cut_after: bytes | None = None
+        self._cut_deliver = True
+        self.cut_done = asyncio.Event()
 
     async def start(self) -> ChaosProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -43,6 +60,13 @@ class ChaosProxy:
 
     def stall(self) -> None:
         self._flowing.clear()
+
+    def cut_at(self, pattern: bytes, *, deliver: bool = True, after: bytes | None = None) -> None:
+        """Cut the next connection that sends ``pattern`` (see the module docstring)."""
+        self._cut_pattern = pattern
+        self._cut_after = after
+        self._cut_deliver = deliver
+        self.cut_done.clear()
 
     def refuse(self) -> None:
         self._refusing = True
@@ -62,9 +86,10 @@ class ChaosProxy:
             writer.close()
             return
         self._writers.update((writer, up_writer))
+        link = _Link()
         pumps = [
-            asyncio.create_task(self._pump(reader, up_writer)),
-            asyncio.create_task(self._pump(up_reader, writer)),
+            asyncio.create_task(self._pump(reader, up_writer, link, to_server=True)),
+            asyncio.create_task(self._pump(up_reader, writer, link, to_server=False)),
         ]
         self._tasks.update(pumps)
         await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -75,12 +100,35 @@ class ChaosProxy:
             w.close()
         self._tasks.difference_update(pumps)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        link: _Link,
+        *,
+        to_server: bool,
+    ) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
                 await self._flowing.wait()
                 if self._refusing:
                     return
+                if to_server and self._cut_after is not None and self._cut_after in data:
+                    link.armed = True
+                if (
+                    to_server
+                    and self._cut_pattern is not None
+                    and self._cut_pattern in data
+                    and (self._cut_after is None or link.armed)
+                ):
+                    self._cut_pattern = None
+                    if not self._cut_deliver:
+                        self.cut_done.set()
+                        return  # never reaches the server; the connection is cut
+                    link.swallow_reply = True
+                elif not to_server and link.swallow_reply:
+                    self.cut_done.set()
+                    return  # the server answered; the client never hears it
                 writer.write(data)
                 await writer.drain()
 

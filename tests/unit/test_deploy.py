@@ -39,11 +39,26 @@ COUNTERS = {
     "memlayer_db_queries_total",
     "memlayer_memory_writes_total",
     "memlayer_cache_write_through_total",
+    "memlayer_cache_consistency_checks_total",
+    "memlayer_cache_outbox_drained_total",
+    "memlayer_cache_outbox_acked_total",
+    "memlayer_cache_outbox_failures_total",
+    "memlayer_cache_turnovers_total",
     "http_requests_total",
     "process_cpu_seconds_total",
 }
-GAUGES = {"memlayer_cache_breaker_open", "memlayer_ws_sessions_active", "up"}
-HISTOGRAMS = {"memlayer_memory_load_seconds", "http_request_duration_seconds"}
+GAUGES = {
+    "memlayer_cache_breaker_open",
+    "memlayer_ws_sessions_active",
+    "memlayer_cache_outbox_backlog",
+    "memlayer_cache_outbox_oldest_age_seconds",
+    "up",
+}
+HISTOGRAMS = {
+    "memlayer_memory_load_seconds",
+    "memlayer_cache_consistency_staleness_seconds",
+    "http_request_duration_seconds",
+}
 KNOWN_METRICS = (
     COUNTERS
     | GAUGES

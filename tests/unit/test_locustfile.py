@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -325,7 +326,7 @@ def test_websocket_turns_are_reported_with_memory_source_and_failures():
             fired.clear()
             socket = ScriptedSocket(frames)
             ok = cls(env).turn(socket, "hello", timeout=1.0)
-            return {"ok": ok, "fired": list(fired), "sent": socket.sent}
+            return {"ok": ok.value, "fired": list(fired), "sent": socket.sent}
 
         loaded = {"type": "memory_loaded", "user_id": 1, "memory_count": 3, "source": "cache"}
         final = {"type": "final_response", "response": "hi", "intent": "chat"}
@@ -338,6 +339,11 @@ def test_websocket_turns_are_reported_with_memory_source_and_failures():
             "timeout": turn(user_classes["NewUser"], [loaded]),
             "anonymous_with_memory": turn(user_classes["AnonymousUser"], [loaded, final]),
             "no_memory_event": turn(user_classes["NewUser"], [final]),
+            "save_unknown": turn(user_classes["ReturningUser"], [
+                loaded,
+                {"type": "memory_unavailable", "stage": "save", "outcome": "unknown"},
+                final,
+            ]),
             "sources": lf.SOURCES.snapshot(),
             "ws_url": user_classes["NewUser"](env).ws_url("abc"),
         }
@@ -345,11 +351,14 @@ def test_websocket_turns_are_reported_with_memory_source_and_failures():
         """
     )
     success = results["success"]
-    assert success["ok"] is True
-    assert success["sent"] == [{"type": "query", "query": "hello"}]
+    assert success["ok"] == "answered"
+    [sent] = success["sent"]
+    assert sent["type"] == "query" and sent["query"] == "hello"
+    assert str(uuid.UUID(sent["turn_id"])) == sent["turn_id"], "every turn carries a turn id"
     assert success["fired"] == [["WS", "memory_loaded", None], ["WS", "turn", None]]
+    assert results["save_unknown"]["ok"] == "save_unknown", "the caller retries it"
 
-    assert results["error"]["ok"] is False
+    assert results["error"]["ok"] == "failed"
     assert results["error"]["fired"][-1][:2] == ["WS", "turn"]
     assert "llm down" in results["error"]["fired"][-1][2]
     assert "4004" in results["closed"]["fired"][-1][2]
@@ -363,7 +372,7 @@ def test_websocket_turns_are_reported_with_memory_source_and_failures():
     assert results["sources"] == {
         "anonymous": {"cache": 1},
         "new": {"cache": 1},
-        "returning": {"cache": 2},
+        "returning": {"cache": 3},
     }
     assert results["ws_url"] == "ws://127.0.0.1:8000/api/v1/chat/ws/abc"
 

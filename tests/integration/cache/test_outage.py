@@ -224,5 +224,7 @@ async def test_cancelled_loads_leave_no_unread_reply_in_the_pool(
     assert [r.context for r in results] == list(expected.values())
     assert not cache.breaker_open
     for user_id in cold:
-        raw = await client.get(cache_keys.context_key(cache.key_prefix, user_id, 0))
+        raw = await client.get(
+            cache_keys.context_key(cache.key_prefix, user_id, cache.generation or 0)
+        )
         assert raw is not None and decode(raw) == expected[user_id]

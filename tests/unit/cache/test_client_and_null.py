@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import fakeredis
+import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
 from memlayer.cache import NullContextCache, make_redis_client
 from memlayer.records import LoadSource, MemoryContext
-from memlayer.settings import Settings
+from memlayer.settings import MissingRedisUrl, Settings
 
 
 def test_no_url_means_embedded_fakeredis() -> None:
     assert isinstance(make_redis_client(Settings(redis_url=None)), fakeredis.FakeAsyncRedis)
+
+
+def test_no_url_with_a_real_database_is_refused_not_a_per_process_stand_in() -> None:
+    settings = Settings(database_url="postgresql+asyncpg://db/memlayer", redis_url=None)
+    with pytest.raises(MissingRedisUrl, match=r"MEMLAYER_REDIS_URL.*MEMLAYER_CACHE_ENABLED=false"):
+        make_redis_client(settings)
 
 
 async def test_redis_url_gets_short_timeouts_and_no_retries() -> None:
@@ -46,7 +53,7 @@ async def test_null_cache_always_loads() -> None:
     cache = NullContextCache()
     context = MemoryContext.empty(1, 3)
 
-    async def loader() -> MemoryContext:
+    async def loader(_floor: object = None) -> MemoryContext:
         return context
 
     result = await cache.load(1, loader)

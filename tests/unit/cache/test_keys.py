@@ -13,7 +13,7 @@ from memlayer.cache import keys
 def test_context_key_layout() -> None:
     assert keys.context_key("memlayer", 42, 3) == "memlayer:v1:{u:42}:g3:ctx"
     assert keys.lease_key("memlayer", 42, 3) == "memlayer:v1:{u:42}:g3:lease"
-    assert keys.generation_key("memlayer") == "memlayer:v1:generation"
+    assert keys.epoch_key("memlayer") == "memlayer:v1:epoch"
 
 
 @pytest.mark.parametrize("user_id", [0, 1, 42, 10**12])

@@ -76,7 +76,7 @@ async def test_loads_during_loop_stalls_fall_back_without_opening_the_breaker():
     cache = ContextCache(client, settings)
     context = MemoryContext.empty(7, version=1)
 
-    async def loader() -> MemoryContext:
+    async def loader(_floor: object = None) -> MemoryContext:
         return context
 
     assert (await cache.load(7, loader)).source is LoadSource.DATABASE  # cold: filled

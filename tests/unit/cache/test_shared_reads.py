@@ -36,7 +36,7 @@ async def _warm_cache(client: GatedRedis) -> tuple[ContextCache, Any]:
     cache = ContextCache(client, Settings())
     context = MemoryContext.empty(3, version=2)
 
-    async def loader() -> MemoryContext:
+    async def loader(_floor: object = None) -> MemoryContext:
         return context
 
     await cache.load(3, loader)  # fill

@@ -69,7 +69,7 @@ async def test_the_cache_announces_what_its_loads_find_out() -> None:
     cache.subscribe(seen.append)
     context = MemoryContext.empty(1, 1)
 
-    async def loader() -> MemoryContext:
+    async def loader(_floor: object = None) -> MemoryContext:
         return context
 
     assert (await cache.load(1, loader)).source is LoadSource.DATABASE
