@@ -57,12 +57,24 @@ LOAD_SECONDS = Histogram(
         2.5,
     ),
 )
-BREAKER_OPEN = Gauge("memlayer_cache_breaker_open", "1 while the Redis circuit breaker is open.")
+# Gauges say how several worker processes of one `memlayer serve` combine (Prometheus
+# multiprocess mode, see memlayer.multiproc): "livesum" counts over the live workers,
+# "max" takes the highest. Without a mode a gauge would be exported once per pid.
+BREAKER_OPEN = Gauge(
+    "memlayer_cache_breaker_open",
+    "1 while the Redis circuit breaker is open (summed: workers with it open).",
+    multiprocess_mode="livesum",
+)
 DIRTY_USERS = Gauge(
     "memlayer_cache_dirty_users",
     "Users written while Redis was unreachable, awaiting invalidation.",
+    multiprocess_mode="livesum",
 )
-GENERATION = Gauge("memlayer_cache_generation", "The cache generation this process reads.")
+GENERATION = Gauge(
+    "memlayer_cache_generation",
+    "The cache generation this process reads (the highest of the workers').",
+    multiprocess_mode="max",
+)
 WRITE_THROUGH = Counter(
     "memlayer_cache_write_through_total",
     "Write-through installs after a commit, by outcome.",

@@ -28,18 +28,42 @@ def _migrate(_args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run(
-        "memlayer.api.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        log_level=get_settings().log_level.lower(),
-        proxy_headers=True,
-        ws_max_size=64 * 1024,
-        # Longer than clients and load balancers keep idle connections (60 s is common):
-        # the server must not close one at the moment a client reuses it.
-        timeout_keep_alive=65,
-    )
+    from memlayer import multiproc
+
+    settings = get_settings()
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and (settings.embedded or settings.redis_url is None):
+        print(
+            "error: --workers needs MEMLAYER_DATABASE_URL and MEMLAYER_REDIS_URL: the "
+            "embedded mode's SQLite file and in-process Redis stand-in belong to one "
+            "process. Configure the real services, or serve with one worker.",
+            file=sys.stderr,
+        )
+        return 2
+    # Workers inherit the directory through the environment; it must be set before they
+    # import prometheus_client (uvicorn spawns them fresh).
+    with multiproc.prepared_dir(args.workers) as metrics_dir:
+        if metrics_dir is not None:
+            log.info(
+                "memlayer serve: %d worker(s), Prometheus multiprocess metrics in %s",
+                args.workers,
+                metrics_dir,
+            )
+        uvicorn.run(
+            "memlayer.api.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=settings.log_level.lower(),
+            proxy_headers=True,
+            ws_max_size=64 * 1024,
+            # Longer than clients and load balancers keep idle connections (60 s is
+            # common): the server must not close one at the moment a client reuses it.
+            timeout_keep_alive=65,
+        )
     return 0
 
 
@@ -101,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API (uvicorn)")
     serve.add_argument("--host", default=get_settings().host)
     serve.add_argument("--port", type=int, default=get_settings().port)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (needs Postgres and Redis when above 1); "
+        "/metrics and the ops summary add up every worker",
+    )
     serve.set_defaults(func=_serve)
 
     migrate = sub.add_parser("migrate", help="upgrade the configured database to head")

@@ -1,93 +1,9 @@
-"""A TCP proxy the outage tests own, put between memlayer and a Postgres or Redis server.
+"""The TCP proxy tests own, put between memlayer and a Postgres or Redis server.
 
-Cutting our own proxy fails only the client under test; stopping a shared server would
-break every other test.
-
-Modes: ``forward`` (normal), ``refuse`` (drop every connection at once: Redis is dead),
-``stall`` (connections stay open but nothing moves either way: a hung server; what was
-held back is delivered after ``forward()``, which is exactly the late reply a reused
-connection would misread).
+One implementation, in the package (the chaos run uses it too): see
+``memlayer.chaos.proxy`` for its modes (forward, refuse, stall, cut after a match).
 """
 
-from __future__ import annotations
+from memlayer.chaos.proxy import ChaosProxy
 
-import asyncio
-import contextlib
-
-
-class ChaosProxy:
-    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
-        self.upstream_host = upstream_host
-        self.upstream_port = upstream_port
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        self._refusing = False
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> ChaosProxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    @property
-    def url(self) -> str:
-        """A Redis URL through the proxy (for the cache tier's own tests)."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def forward(self) -> None:
-        self._refusing = False
-        self._flowing.set()
-
-    def stall(self) -> None:
-        self._flowing.clear()
-
-    def refuse(self) -> None:
-        self._refusing = True
-        self._flowing.set()
-        for writer in list(self._writers):
-            writer.close()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._refusing:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(
-                self.upstream_host, self.upstream_port
-            )
-        except OSError:
-            writer.close()
-            return
-        self._writers.update((writer, up_writer))
-        pumps = [
-            asyncio.create_task(self._pump(reader, up_writer)),
-            asyncio.create_task(self._pump(up_reader, writer)),
-        ]
-        self._tasks.update(pumps)
-        await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-        for task in pumps:
-            task.cancel()
-        for w in (writer, up_writer):
-            self._writers.discard(w)
-            w.close()
-        self._tasks.difference_update(pumps)
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while data := await reader.read(65536):
-                await self._flowing.wait()
-                if self._refusing:
-                    return
-                writer.write(data)
-                await writer.drain()
-
-    async def aclose(self) -> None:
-        self.refuse()
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+__all__ = ["ChaosProxy"]
