@@ -126,7 +126,7 @@ class ContextCache:
             poll_s=settings.cache_fill_poll_ms / 1000,
         )
         self._recovery = Recovery(
-            store, state, background, ttl, settings.cache_generation_refresh_seconds
+            store, state, background, ttl, settings.cache_epoch_check_ms / 1000
         )
 
     # ------------------------------------------------------------------ reads

@@ -59,7 +59,7 @@ LOAD_SECONDS = Histogram(
 )
 # Gauges say how several worker processes of one `memlayer serve` combine (Prometheus
 # multiprocess mode, see memlayer.multiproc): "livesum" counts over the live workers,
-# "max" takes the highest. Without a mode a gauge would be exported once per pid.
+# "livemax" takes the highest of theirs. Without a mode a gauge is exported once per pid.
 BREAKER_OPEN = Gauge(
     "memlayer_cache_breaker_open",
     "1 while the Redis circuit breaker is open (summed: workers with it open).",
@@ -72,8 +72,16 @@ DIRTY_USERS = Gauge(
 )
 GENERATION = Gauge(
     "memlayer_cache_generation",
-    "The cache generation this process reads (the highest of the workers').",
-    multiprocess_mode="max",
+    "The cache generation this process reads.",
+    multiprocess_mode="livemax",
+)
+TURNOVERS = Counter(
+    "memlayer_cache_turnovers_total",
+    "Cache generation turnovers started by this process, by reason: epoch_missing "
+    "(Redis lost its epoch record: flush, restart without data), run_changed (Redis "
+    "restarted, was restored or failed over), generation_behind (Redis holds a lower "
+    "generation than known), dirty_overflow (too many writes missed Redis).",
+    ["reason"],
 )
 WRITE_THROUGH = Counter(
     "memlayer_cache_write_through_total",

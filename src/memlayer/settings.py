@@ -81,10 +81,66 @@ class Settings(BaseSettings):
         "byte-identical values (0 disables). Sized for a process's hot users: about "
         "2-4 KiB each, so the default bounds it near 40 MiB.",
     )
-    cache_generation_refresh_seconds: float = Field(
-        default=5.0,
+
+    # --- coherence across processes (DESIGN.md invariant 7; docs/coherence.md) -------
+    # The bound: an acknowledged write is visible to every process within this time,
+    # whatever happens to the writer or to Redis. It is composed of the settings below
+    # (outbox grace + drain interval, or the epoch check), plus round trips; the
+    # consistency checker calls a cached value "stale" only past it, and the alert
+    # fires on any such observation.
+    coherence_bound_ms: int = Field(
+        default=2000,
         gt=0,
-        description="How often each process re-reads the global cache generation.",
+        description="Stated staleness bound across processes (checker and alert use it).",
+    )
+    outbox_grace_ms: int = Field(
+        default=500,
+        ge=0,
+        description="Outbox rows younger than this are left to their writer's write-through.",
+    )
+    outbox_drain_interval_ms: int = Field(
+        default=250, gt=0, description="How often every process drains the outbox."
+    )
+    outbox_drain_batch: int = Field(
+        default=500, gt=0, description="Outbox rows taken per drain statement."
+    )
+    outbox_ack_interval_ms: int = Field(
+        default=50, gt=0, description="How long acknowledgements wait to be batched."
+    )
+    outbox_ack_batch: int = Field(
+        default=500, gt=0, description="Acknowledgements that trigger a batch delete at once."
+    )
+    outbox_stats_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often each process counts the outbox backlog."
+    )
+    cache_epoch_check_ms: int = Field(
+        default=500,
+        gt=0,
+        description="How often each process checks Redis's epoch record (restart, "
+        "restore, failover, flush) and picks up newer generations.",
+    )
+    cache_recent_writes_max: int = Field(
+        default=10_000,
+        ge=0,
+        description="Versions this process acknowledged, remembered per user so a "
+        "lagging replica's older result is never used or cached.",
+    )
+    consistency_check_interval_ms: int = Field(
+        default=1000,
+        ge=0,
+        description="How often each process samples cached versions against Postgres "
+        "(0 disables the background checker).",
+    )
+    consistency_check_recent: int = Field(
+        default=20, ge=0, description="Recently written users checked per round."
+    )
+    consistency_check_random: int = Field(
+        default=20, ge=0, description="Randomly chosen users checked per round."
+    )
+    consistency_check_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How far back 'recently written' reaches for the checker.",
     )
 
     # --- memory limits -------------------------------------------------------------
