@@ -41,6 +41,10 @@ def lookups_by_worker(metrics_dir: Path) -> dict[int, float]:
     return counts
 
 
+def made_by_serve(tmpdir: Path) -> list[Path]:
+    return list(tmpdir.glob("memlayer-metrics-*"))
+
+
 def live_workers(metrics_dir: Path) -> set[int]:
     return {int(p.name.split("_")[-1][:-3]) for p in metrics_dir.glob("gauge_livesum_*.db")}
 
@@ -80,7 +84,7 @@ async def test_two_workers_are_one_service_in_metrics_and_summary(
     )
     await server.start()
     try:
-        (metrics_dir,) = tmp_path.glob("memlayer-metrics-*")  # serve's own, under TMPDIR
+        (metrics_dir,) = made_by_serve(tmp_path)  # serve's own directory, under TMPDIR
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
             headers = await register(http)
 
@@ -129,7 +133,7 @@ async def test_two_workers_are_one_service_in_metrics_and_summary(
         server.close_log()
     assert exit_code == 0
     assert not metrics_dir.exists(), "serve removes the multiprocess directory it made"
-    assert list(tmp_path.glob("memlayer-metrics-*")) == []
+    assert made_by_serve(tmp_path) == []
 
 
 _RESULTS = (("hits", "hit"), ("misses", "miss"), ("errors", "error"), ("bypasses", "bypass"))
