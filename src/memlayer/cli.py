@@ -103,6 +103,37 @@ def _bench(args: argparse.Namespace) -> int:
     )
 
 
+def _chaos(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from memlayer.chaos.faults import FaultKind
+    from memlayer.chaos.run import ChaosOptions, run_chaos
+
+    try:
+        kinds = tuple(FaultKind(k.strip()) for k in args.faults.split(",") if k.strip())
+    except ValueError:
+        print(
+            f"error: --faults takes a comma-separated list of {', '.join(FaultKind)}",
+            file=sys.stderr,
+        )
+        return 2
+    options = ChaosOptions(
+        processes=args.processes,
+        users=args.users,
+        writers=args.writers,
+        readers=args.readers,
+        duration=args.duration,
+        fault_every=args.fault_every,
+        faults=kinds,
+        partition_seconds=args.partition_seconds,
+        progress_every=args.progress_every,
+        bound=args.bound,
+        seed=args.seed,
+        keep=args.keep,
+    )
+    return asyncio.run(run_chaos(get_settings(), options))
+
+
 def _cache(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -155,6 +186,37 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=3)
     bench.add_argument("--stampede", type=int, default=500)
     bench.set_defaults(func=_bench)
+
+    chaos = sub.add_parser(
+        "chaos",
+        help="several serve processes under readers, writers and injected faults; "
+        "checks every read against the acknowledged writes (exit 1 on a stale read)",
+        description="Starts its own redis-server and --processes `memlayer serve` processes "
+        "(a database of its own on MEMLAYER_DATABASE_URL's server, dropped afterwards), each "
+        "behind TCP proxies it owns, and injects faults on a schedule. See docs/runbook.md.",
+    )
+    chaos.add_argument("--processes", type=int, default=3, help="serve processes")
+    chaos.add_argument("--users", type=int, default=40)
+    chaos.add_argument("--writers", type=int, default=4, help="writer tasks (own the users)")
+    chaos.add_argument("--readers", type=int, default=8, help="reader tasks")
+    chaos.add_argument("--duration", type=float, default=60.0, help="seconds")
+    chaos.add_argument("--fault-every", type=float, default=10.0, help="seconds between faults")
+    chaos.add_argument(
+        "--faults",
+        default="partition,kill,redis-restart,commit-failure",
+        help="fault kinds, injected in this order, cycling ('' for none)",
+    )
+    chaos.add_argument("--partition-seconds", type=float, default=4.0)
+    chaos.add_argument("--progress-every", type=float, default=5.0, help="seconds")
+    chaos.add_argument(
+        "--bound",
+        type=float,
+        default=None,
+        help="staleness bound in seconds (default: MEMLAYER_COHERENCE_BOUND_MS)",
+    )
+    chaos.add_argument("--seed", type=int, default=None, help="for a repeatable schedule")
+    chaos.add_argument("--keep", action="store_true", help="keep logs and Redis files")
+    chaos.set_defaults(func=_chaos)
 
     cache = sub.add_parser("cache", help="inspect and manage the Redis cache")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True)
