@@ -106,6 +106,9 @@ def _bench(args: argparse.Namespace) -> int:
 def _chaos(args: argparse.Namespace) -> int:
     import asyncio
 
+    for noisy in ("httpx", "alembic"):  # a line per request, per plugin and migration step
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
     from memlayer.chaos.faults import FaultKind
     from memlayer.chaos.run import ChaosOptions, run_chaos
 

@@ -50,6 +50,7 @@ class Faults:
         clients: Clients,
         rng: random.Random,
         *,
+        bound: float,
         partition_seconds: float,
         snapshot_lead_seconds: float,
         wait_seconds: float,
@@ -58,6 +59,7 @@ class Faults:
         self._rig = rig
         self._clients = clients
         self._rng = rng
+        self._bound = bound
         self._partition_seconds = partition_seconds
         self._snapshot_lead = snapshot_lead_seconds
         self._wait = wait_seconds  # for an acknowledged write, or a write's COMMIT
@@ -85,6 +87,9 @@ class Faults:
     async def _partition(self, slot: Slot) -> str:
         self._partitions += 1
         stall = self._partitions % 2 == 0  # alternate: refused, then hung
+        # A user written through the partitioned process rests until the partition has
+        # healed and the bound passed twice: only the coherence machinery can spread it.
+        self._clients.hold_after_ack[slot.name] = self._partition_seconds + 2 * self._bound
         if stall:
             slot.redis_proxy.stall()
         else:
@@ -93,6 +98,7 @@ class Faults:
             await asyncio.sleep(self._partition_seconds)
         finally:
             slot.redis_proxy.forward()
+            self._clients.hold_after_ack.pop(slot.name, None)
         how = "stalled (hung Redis)" if stall else "refused (Redis unreachable)"
         return f"Redis {how} for {self._partition_seconds:g} s"
 
@@ -100,6 +106,8 @@ class Faults:
         server = slot.server
         assert server is not None
         slot.redis_proxy.refuse()  # partitioned: its write-through cannot reach Redis
+        # The user it acknowledges rests: the write must reach the others without its writer.
+        self._clients.hold_after_ack[slot.name] = 3 * self._bound
         before = self._clients.tally.acks_by_slot[slot.name]
         try:
             async with asyncio.timeout(self._wait):
@@ -108,6 +116,7 @@ class Faults:
         except TimeoutError:
             when = f"partitioned, no write acknowledged through it in {self._wait:g} s"
         slot.ready = False
+        self._clients.hold_after_ack.pop(slot.name, None)
         pid = server.pid
         await server.kill()
         server.close_log()

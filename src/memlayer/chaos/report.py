@@ -19,11 +19,14 @@ from memlayer.chaos.workload import Tally
 
 CHECKS = "memlayer_cache_consistency_checks_total"
 STALENESS = "memlayer_cache_consistency_staleness_seconds"
-# Context for the checker's figures when the servers export them (tolerant of absence).
-EXTRAS = {
-    "memlayer_cache_outbox_drained_total": "outbox rows drained",
-    "memlayer_cache_turnovers_total": "cache turnovers",
-}
+# Context for the figures, when the servers export them (tolerant of absence): label,
+# metric, and the label values that count.
+EXTRAS: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("write-throughs failed", "memlayer_cache_write_through_total", {"outcome": "error"}),
+    ("write-throughs deferred", "memlayer_cache_write_through_total", {"outcome": "deferred"}),
+    ("outbox rows drained", "memlayer_cache_outbox_drained_total", {}),
+    ("cache turnovers", "memlayer_cache_turnovers_total", {}),
+)
 RULE = "─" * 66
 
 
@@ -52,8 +55,12 @@ class Scrape:
                     )
                 elif sample.name == f"{STALENESS}_count":
                     scrape.staleness_count += sample.value
-                elif sample.name in EXTRAS:
-                    _add(scrape.extras, sample.name, sample.value)
+                else:
+                    for label, name, labels in EXTRAS:
+                        if sample.name == name and all(
+                            sample.labels.get(k) == v for k, v in labels.items()
+                        ):
+                            _add(scrape.extras, label, sample.value)
         return scrape
 
 
@@ -97,9 +104,10 @@ def progress_line(elapsed: float, tally: Tally, live: Iterable[str]) -> str:
 
 
 def fault_line(record: FaultRecord) -> str:
+    ended = record.started + record.seconds
     return (
-        f"  {record.started:5.1f}s  fault {record.kind} {record.target} "
-        f"({record.seconds:.1f}s): {record.detail}"
+        f"  {ended:5.1f}s  fault {record.kind} {record.target} "
+        f"({record.started:.1f}-{ended:.1f}s): {record.detail}"
     )
 
 
@@ -143,9 +151,9 @@ def summary(
         )
     else:
         rows.append(("consistency checks", "n/a", f"not exported by the servers ({CHECKS})"))
-    for name, label in EXTRAS.items():
-        if name in scrape.extras:
-            rows.append((label, f"{scrape.extras[name]:,.0f}", ""))
+    for label, _name, _labels in EXTRAS:
+        if label in scrape.extras:
+            rows.append((label, f"{scrape.extras[label]:,.0f}", ""))
     lines = [
         f"  memlayer chaos: {processes} processes, {users} users, {seconds:.1f} s",
         f"  {RULE}",
@@ -153,10 +161,12 @@ def summary(
         f"  (server figures: last /metrics of each of {scraped} server processes)",
     ]
     if tally.stale:
-        lines.append("  stale reads (first 10): user  process  version  expected  staleness")
+        lines.append(
+            "  stale reads (first 10):    at    user  process  version  expected  staleness"
+        )
         for read in tally.stale[:10]:
             lines.append(
-                f"    {read.user_id:>6}  {read.slot:>7}  {read.version:>7}  "
+                f"  {read.at:>29.1f}s  {read.user_id:>6}  {read.slot:>7}  {read.version:>7}  "
                 f"{read.expected:>8}  {read.staleness:8.2f} s"
             )
     return lines

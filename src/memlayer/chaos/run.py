@@ -45,6 +45,7 @@ class ChaosOptions:
     snapshot_lead_seconds: float = 2.0
     fault_wait_seconds: float = 5.0
     forget_share: float = 0.2
+    quiet_share: float = 0.3  # writes after which the user rests 1.5-3 bounds
     writer_pause_ms: float = 60.0
     reader_pause_ms: float = 20.0
     progress_every: float = 5.0
@@ -113,10 +114,12 @@ async def _drive(rig: Rig, options: ChaosOptions, bound: float, rng: random.Rand
             raise SetupError(f"{exc}; the server logs are in {rig.workdir}") from exc
         _say(f"{len(users)} users signed up; running")
         start = time.monotonic()
+        tally.start = start
         faults = Faults(
             rig,
             clients,
             rng,
+            bound=bound,
             partition_seconds=options.partition_seconds,
             snapshot_lead_seconds=options.snapshot_lead_seconds,
             wait_seconds=options.fault_wait_seconds,
@@ -131,8 +134,9 @@ async def _drive(rig: Rig, options: ChaosOptions, bound: float, rng: random.Rand
                         clients,
                         users[w::writers],
                         stop,
-                        options.forget_share,
-                        _pause(rng, options.writer_pause_ms),
+                        forget_share=options.forget_share,
+                        quiet_share=options.quiet_share,
+                        pause=_pause(rng, options.writer_pause_ms),
                     )
                 )
                 for w in range(writers)

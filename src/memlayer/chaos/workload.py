@@ -6,6 +6,12 @@ needs it) and write through any live process: mostly chat turns over the WebSock
 response step saves a memory), sometimes "forget me" (``DELETE /api/v1/memory``, which
 answers with the new version). Readers read ``GET /api/v1/memory/context`` of any user on
 any live process, and every read is checked against the writes acknowledged so far.
+
+A stale copy is only observable while nobody writes that user again (the next write
+through a healthy process replaces it), so users rest between writes: after some writes
+at random (``quiet_share``), and always after a write acknowledged by a process whose
+Redis is partitioned (``hold_after_ack``, set by the faults): such a write must reach
+every other process by the coherence machinery alone, within the bound.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class ChaosUser:
 
 @dataclass(slots=True)
 class StaleRead:
+    at: float  # seconds into the run the read started
     user_id: int
     slot: str
     version: int
@@ -62,6 +69,7 @@ class Tally:
     """What the clients saw; read by the progress line and the summary."""
 
     bound: float
+    start: float = 0.0  # monotonic time the run started
     writes: Counter[str] = field(default_factory=Counter)  # by kind and outcome
     reads: Counter[str] = field(default_factory=Counter)  # checked / failed
     reads_behind: int = 0  # missed an acknowledged write, within the bound
@@ -82,6 +90,8 @@ class Clients:
             timeout=REQUEST_SECONDS, limits=httpx.Limits(max_connections=200)
         )
         self._acked = asyncio.Condition()
+        self.rest_until: dict[int, float] = {}  # user -> monotonic time writes resume
+        self.hold_after_ack: dict[str, float] = {}  # slot name -> seconds a user rests
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -128,9 +138,16 @@ class Clients:
         async with self._acked:
             await self._acked.wait_for(lambda: self.tally.acks_by_slot[slot.name] > after)
 
+    def rest(self, user_id: int, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        self.rest_until[user_id] = max(until, self.rest_until.get(user_id, 0.0))
+
     async def _ack(self, user: ChaosUser, version: int, slot: Slot, kind: str) -> None:
         self.log.acknowledged(user.user_id, version, time.monotonic())
         self.tally.writes[f"{kind} ok"] += 1
+        hold = self.hold_after_ack.get(slot.name)
+        if hold is not None:
+            self.rest(user.user_id, hold)
         async with self._acked:
             self.tally.acks_by_slot[slot.name] += 1
             self._acked.notify_all()
@@ -224,7 +241,14 @@ class Clients:
         tally.worst = max(tally.worst, verdict.staleness)
         if verdict.beyond(tally.bound):
             tally.stale.append(
-                StaleRead(user.user_id, slot.name, version, verdict.expected, verdict.staleness)
+                StaleRead(
+                    started - tally.start,
+                    user.user_id,
+                    slot.name,
+                    version,
+                    verdict.expected,
+                    verdict.staleness,
+                )
             )
         elif verdict.staleness > 0:
             tally.reads_behind += 1
@@ -234,17 +258,27 @@ async def writer(
     clients: Clients,
     users: list[ChaosUser],
     stop: asyncio.Event,
+    *,
     forget_share: float,
+    quiet_share: float,
     pause: Callable[[], float],
 ) -> None:
-    """One user's writes are this task's alone, one at a time."""
+    """One user's writes are this task's alone, one at a time; resting users wait."""
     rng = clients.rng
+    bound = clients.tally.bound
     while not stop.is_set():
-        user = rng.choice(users)
+        now = time.monotonic()
+        awake = [u for u in users if clients.rest_until.get(u.user_id, 0.0) <= now]
+        if not awake:
+            await asyncio.sleep(pause())
+            continue
+        user = rng.choice(awake)
         if rng.random() < forget_share:
             await clients.forget(user)
         else:
             await clients.chat_turn(user)
+        if rng.random() < quiet_share:
+            clients.rest(user.user_id, rng.uniform(1.5, 3.0) * bound)
         await asyncio.sleep(pause())
 
 
