@@ -144,5 +144,8 @@ class Rig:
         if self.database_url is not None:
             await database.drop_database(self._server_url, self.database_url)
 
+    def has_files(self) -> bool:
+        return any(self.workdir.iterdir())
+
     def remove_workdir(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)

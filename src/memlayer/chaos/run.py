@@ -94,7 +94,7 @@ async def run_chaos(settings: Settings, options: ChaosOptions) -> int:
     finally:
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             await rig.aclose()
-        if outcome == 0 and not options.keep:
+        if (outcome == 0 and not options.keep) or not rig.has_files():
             rig.remove_workdir()
         else:
             say(f"server logs and Redis files kept in {workdir}")
