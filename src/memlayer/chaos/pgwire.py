@@ -4,8 +4,8 @@ The chaos run's "commit failure" lets a write's COMMIT reach Postgres and then c
 connection before the reply (``proxy.ChaosProxy.cut_after_next_match``): the write is
 committed, and the API process cannot know it. Cutting just any COMMIT would mostly hit
 session bookkeeping, so this reads the frontend protocol (v3) closely enough to tell a
-transaction that bumped a memory version: a statement mentioning ``memory_versions`` that
-inserts or updates, sent as a simple query or as an extended-protocol Parse whose
+transaction that bumped a memory version: a statement that inserts into or updates
+``memory_versions``, sent as a simple query or as an extended-protocol Parse whose
 prepared statement a later Bind may reuse by name (asyncpg caches prepared statements,
 so the SQL text is not sent again). COMMIT itself goes as a simple query.
 
@@ -14,17 +14,19 @@ An encrypted connection (the server accepted SSL) cannot be read: the watch give
 
 from __future__ import annotations
 
+import re
 import struct
 
 _SSL_REQUEST = 80877103
 _GSSENC_REQUEST = 80877104
 _TLS_HANDSHAKE = 0x16
-_WRITE_TABLE = b"memory_versions"
+# The version bump (an upsert, possibly inside a CTE). Not a read that merely names the
+# table, nor one whose columns happen to contain the word (``updated_at``, FOR UPDATE).
+_WRITE = re.compile(rb"\b(?:INSERT\s+INTO|UPDATE)\s+memory_versions\b", re.IGNORECASE)
 
 
 def _is_write(sql: bytes) -> bool:
-    upper = sql.upper()
-    return _WRITE_TABLE.upper() in upper and (b"INSERT" in upper or b"UPDATE" in upper)
+    return _WRITE.search(sql) is not None
 
 
 def _cstring(body: bytes, start: int) -> tuple[bytes, int]:

@@ -115,6 +115,15 @@ def _by_kind(counts: Mapping[str, float]) -> str:
     return " · ".join(f"{name} {n:,.0f}" for name, n in sorted(counts.items()) if n) or "-"
 
 
+def _after_fault(tally: Tally, faults: list[FaultRecord]) -> Counter[str]:
+    """Stale reads by the last fault that had started before each read ("none" before any)."""
+    counts: Counter[str] = Counter()
+    for read in tally.stale:
+        before = [f for f in faults if f.started <= read.at]
+        counts[str(before[-1].kind) if before else "none"] += 1
+    return counts
+
+
 def summary(
     *,
     processes: int,
@@ -128,13 +137,20 @@ def summary(
     acked = {k[:-3]: n for k, n in tally.writes.items() if k.endswith(" ok")}
     failed = {k: n for k, n in tally.writes.items() if not k.endswith(" ok")}
     stale = len(tally.stale)
+    asked = [r.committed >= r.expected for r in tally.stale if r.committed is not None]
+    evidence = f"; Postgres holds the missed version: {sum(asked)} of {len(asked)} asked"
     rows = [
         ("writes acknowledged", f"{sum(acked.values()):,}", _by_kind(acked)),
         ("writes not acknowledged", f"{sum(failed.values()):,}", _by_kind(failed)),
         ("reads checked", f"{tally.reads['checked']:,}", f"failed {tally.reads['failed']:,}"),
         ("reads behind (in bound)", f"{tally.reads_behind:,}", "missed a write < bound old"),
-        ("stale reads > bound", f"{stale:,}", "target 0" + ("" if stale == 0 else "  FAILED")),
+        (
+            "stale reads > bound",
+            f"{stale:,}",
+            "target 0" + ("" if stale == 0 else f"  FAILED{evidence}"),
+        ),
         ("worst staleness", f"{tally.worst:.2f} s", f"bound {tally.bound:g} s"),
+        ("stale reads after fault", f"{stale:,}", _by_kind(_after_fault(tally, faults))),
         ("faults injected", f"{len(faults):,}", _by_kind(Counter(str(f.kind) for f in faults))),
     ]
     if scrape.has_checker:
@@ -163,10 +179,12 @@ def summary(
     if tally.stale:
         lines.append(
             "  stale reads (first 10):    at    user  process  version  expected  staleness"
+            "  postgres"
         )
         for read in tally.stale[:10]:
+            committed = "-" if read.committed is None else str(read.committed)
             lines.append(
                 f"  {read.at:>29.1f}s  {read.user_id:>6}  {read.slot:>7}  {read.version:>7}  "
-                f"{read.expected:>8}  {read.staleness:8.2f} s"
+                f"{read.expected:>8}  {read.staleness:8.2f} s  {committed:>8}"
             )
     return lines

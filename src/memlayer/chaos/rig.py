@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 from sqlalchemy.engine import make_url
 
 from memlayer.chaos import database
@@ -71,6 +72,7 @@ class Rig:
         self.redis: RedisServer | None = None
         self.slots: list[Slot] = []
         self._env: dict[str, str] = {}
+        self._truth: asyncpg.Pool | None = None
 
     async def start(self, processes: int) -> Rig:
         require_redis_binaries()
@@ -128,10 +130,24 @@ class Rig:
     def live(self) -> list[Slot]:
         return [slot for slot in self.slots if slot.ready]
 
+    async def committed_version(self, user_id: int) -> int:
+        """The user's memory version in Postgres now, read directly (no proxy, no cache)."""
+        assert self.database_url is not None
+        if self._truth is None:
+            self._truth = await asyncpg.create_pool(
+                database.asyncpg_dsn(self.database_url), min_size=1, max_size=2
+            )
+        version = await self._truth.fetchval(
+            "SELECT version FROM memory_versions WHERE user_id = $1", user_id
+        )
+        return int(version or 0)
+
     async def aclose(self) -> None:
         """Stop what was started, in reverse order; drop the database."""
         for slot in self.slots:
             slot.ready = False
+        if self._truth is not None:
+            await self._truth.close()
         stopping = [slot.server.stop() for slot in self.slots if slot.server is not None]
         await asyncio.gather(*stopping, return_exceptions=True)
         for slot in self.slots:

@@ -41,6 +41,20 @@ def test_only_the_commit_of_a_transaction_that_wrote_a_version_matches() -> None
     assert watch.feed(query(b"COMMIT;"))
 
 
+def test_reads_that_name_the_table_or_an_updated_column_are_not_writes() -> None:
+    watch = WriteCommitWatch()
+    watch.feed(startup())
+    for read in (
+        b"SELECT version, updated_at FROM memory_versions WHERE user_id = $1",
+        b"SELECT version FROM memory_versions WHERE user_id = $1 FOR UPDATE",
+    ):
+        assert not watch.feed(query(b"BEGIN;") + parse(b"", read) + bind(b"") + query(b"COMMIT;"))
+    cte = (
+        b"WITH v AS (INSERT INTO memory_versions (user_id) VALUES ($1) RETURNING version) SELECT 1"
+    )
+    assert watch.feed(query(b"BEGIN;") + parse(b"", cte) + bind(b"") + query(b"COMMIT;"))
+
+
 def test_a_prepared_write_reused_by_name_is_recognised_without_its_sql() -> None:
     watch = WriteCommitWatch()
     watch.feed(startup() + query(b"BEGIN;") + parse(b"__stmt_1__", WRITE) + bind(b"__stmt_1__"))

@@ -53,7 +53,7 @@ def test_the_summary_names_every_figure_and_lists_stale_reads() -> None:
     tally.reads.update({"checked": 50, "failed": 1})
     tally.reads_behind = 4
     tally.worst = 2.5
-    tally.stale.append(StaleRead(12.0, 7, "p1", 3, 5, 2.5))
+    tally.stale.append(StaleRead(12.0, 7, "p1", 3, 5, 2.5, committed=6))
     faults = [FaultRecord(FaultKind.KILL, "p1", 3.0, 1.2, "SIGKILL")]
     text = "\n".join(
         summary(
@@ -70,12 +70,14 @@ def test_the_summary_names_every_figure_and_lists_stale_reads() -> None:
         "writes acknowledged              12   forget 2 · turn 10",
         "writes not acknowledged           1   turn failed (503) 1",
         "reads checked                    50   failed 1",
-        "stale reads > bound               1   target 0  FAILED",
+        "stale reads > bound               1   target 0  FAILED; Postgres holds the missed "
+        "version: 1 of 1 asked",
         "worst staleness              2.50 s   bound 2 s",
+        "stale reads after fault           1   kill 1",
         "faults injected                   1   kill 1",
         "consistency checks               44   consistent 40 · missing 3 · stale 1",
         "checker staleness seen            2   all ≤ 5 s",
     ):
         assert row in text, row
-    assert "p1        3         5      2.50 s" in text
+    assert "p1        3         5      2.50 s         6" in text
     assert "stale" in progress_line(1.0, tally, ["p0", "p1"])
