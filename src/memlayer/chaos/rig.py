@@ -79,6 +79,10 @@ class Rig:
         self.database_url = await database.create_database(self._server_url, "memlayer_chaos")
         await database.migrate(self.database_url)
         self._say(f"database {make_url(self.database_url).database} created and migrated")
+        # The judge's own line to Postgres (no proxy, no cache), for evidence of stale reads.
+        self._truth = await asyncpg.create_pool(
+            database.asyncpg_dsn(self.database_url), min_size=1, max_size=2
+        )
         redis_dir = self.workdir / "redis"
         redis_dir.mkdir()
         self.redis = RedisServer(redis_dir)
@@ -132,11 +136,7 @@ class Rig:
 
     async def committed_version(self, user_id: int) -> int:
         """The user's memory version in Postgres now, read directly (no proxy, no cache)."""
-        assert self.database_url is not None
-        if self._truth is None:
-            self._truth = await asyncpg.create_pool(
-                database.asyncpg_dsn(self.database_url), min_size=1, max_size=2
-            )
+        assert self._truth is not None, "the rig has not started"
         version = await self._truth.fetchval(
             "SELECT version FROM memory_versions WHERE user_id = $1", user_id
         )
