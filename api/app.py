@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator, metrics
 
 from memlayer import __version__, multiproc
+from memlayer.api.body_limit import BodySizeLimit
 from memlayer.api.errors import install_error_handlers
+from memlayer.api.logs import install_log_redaction
 from memlayer.api.metrics import WORKERS
 from memlayer.api.routes import auth, chat, health, memory, ops, pages
 from memlayer.api.services import AppServices
@@ -21,6 +23,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    install_log_redaction()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,4 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.latency(buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
     )
     instrumentator.instrument(app)
+    # Outermost: an oversized body is refused before anything else reads it.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_body_bytes)
     return app

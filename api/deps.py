@@ -18,6 +18,12 @@ from memlayer.memory.service import LongTermMemoryService
 _bearer = HTTPBearer(auto_error=False, description="Access token from /auth/login")
 
 
+def client_address(request: Request) -> str:
+    """The client's address for per-address limits (behind a proxy, uvicorn's
+    ``--proxy-headers`` has already put the forwarded address here)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 async def get_services(request: Request) -> AppServices:
     return request.app.state.services
 

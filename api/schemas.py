@@ -5,13 +5,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+# What registration accepts as an email, exactly as the spec states it: one "@", a dotted
+# domain, no spaces or control characters. (A stricter validator that refuses reserved
+# domains such as ".test" would turn schema-valid requests into 422s.)
+# Explicit ranges, not \s: regex dialects disagree on what \s holds (U+0085, say).
+_PART = r"[^@ \x00-\x1f\x7f-\x9f.]+"
+EMAIL_PATTERN = rf"^[^@ \x00-\x1f\x7f-\x9f]+@{_PART}(\.{_PART})+$"
 
 
 class Credentials(BaseModel):
+    """A registration: the password rules live here, and only here."""
+
     model_config = ConfigDict(extra="forbid")
-    email: EmailStr
+    email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
     password: str = Field(min_length=8, max_length=256)
+
+
+class LoginIn(BaseModel):
+    """A login: any email and password are a question; a wrong one is 401, never 422."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: str
+    password: str
 
 
 class TokenOut(BaseModel):
@@ -26,6 +43,23 @@ class ChatStartIn(BaseModel):
     user_id: int | None = Field(
         default=None, description="Optional; accepted only if it equals the token's user."
     )
+
+
+class SessionEndedOut(BaseModel):
+    session_id: str
+    ended_at: datetime
+
+
+class ValidationIssue(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer of the API: a sentence, or (422) the list of what is invalid."""
+
+    detail: str | list[ValidationIssue]
 
 
 class ChatStartOut(BaseModel):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from memlayer.api.auth import TokenService
+from memlayer.api.ratelimit import AbuseLimiter
 from memlayer.cache import ContextCache, NullContextCache, RedisClient, make_redis_client
 from memlayer.memory.db import Database
 from memlayer.memory.history import ChatHistory
@@ -32,6 +33,7 @@ class AppServices:
     history: ChatHistory
     tokens: TokenService
     workflow: ChatWorkflow
+    limiter: AbuseLimiter
 
     @classmethod
     async def start(cls, settings: Settings) -> AppServices:
@@ -62,9 +64,11 @@ class AppServices:
                 ttl_seconds=settings.jwt_ttl_seconds,
             ),
             workflow=ChatWorkflow(memory),
+            limiter=AbuseLimiter.from_settings(settings),
         )
 
     async def aclose(self) -> None:
+        await self.limiter.aclose()
         await self.cache.aclose()
         if self.redis is not None:
             await self.redis.aclose()

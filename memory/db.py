@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -87,6 +87,12 @@ class Database:
         """A session with a transaction that commits on success, rolls back on error."""
         async with self.sessionmaker() as session, session.begin():
             yield session
+
+    async def ping(self) -> None:
+        """One ``SELECT 1`` on the primary; raises whatever the driver raises (readiness
+        reports any failure by its class name)."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def aclose(self) -> None:
         if self.replica_engine is not None:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 
 from memlayer.memory.db import Database
+from memlayer.memory.dberrors import translated
 from memlayer.memory.errors import InvalidMemory
 from memlayer.memory.models import ChatMessage, ChatSession, utcnow
 
@@ -35,35 +36,43 @@ class ChatHistory:
         self._db = database
 
     async def start_conversation(self, user_id: int, first_query: str) -> str:
-        async with self._db.transaction() as db:
-            row = ChatSession(user_id=user_id, title=title_from(first_query) or "새 대화")
-            db.add(row)
-            await db.flush()
-            return str(row.session_id)
+        with translated("starting a conversation"):
+            async with self._db.transaction() as db:
+                row = ChatSession(user_id=user_id, title=title_from(first_query) or "새 대화")
+                db.add(row)
+                await db.flush()
+                return str(row.session_id)
 
     async def append_turn(self, conversation_id: str, query: str, answer: str) -> int:
         """Store a user query and the assistant's answer; returns the message count."""
         conv = _uuid(conversation_id)
         now = utcnow()
-        async with self._db.transaction() as db:
-            db.add(ChatMessage(session_id=conv, sender_type="user", content=query, created_at=now))
-            db.add(
-                ChatMessage(
-                    session_id=conv,
-                    sender_type="assistant",
-                    content=answer,
-                    # The answer follows its query: it must sort as the later message.
-                    created_at=now + timedelta(microseconds=1),
+        if "\x00" in query or "\x00" in answer:
+            raise InvalidMemory("chat history cannot store NUL characters")
+        with translated("storing chat history"):
+            async with self._db.transaction() as db:
+                db.add(
+                    ChatMessage(session_id=conv, sender_type="user", content=query, created_at=now)
                 )
-            )
-            await db.execute(
-                update(ChatSession).where(ChatSession.session_id == conv).values(updated_at=now)
-            )
-            await db.flush()
-            count = await db.scalar(
-                select(func.count()).select_from(ChatMessage).where(ChatMessage.session_id == conv)
-            )
-            return count or 0
+                db.add(
+                    ChatMessage(
+                        session_id=conv,
+                        sender_type="assistant",
+                        content=answer,
+                        # The answer follows its query: it must sort as the later message.
+                        created_at=now + timedelta(microseconds=1),
+                    )
+                )
+                await db.execute(
+                    update(ChatSession).where(ChatSession.session_id == conv).values(updated_at=now)
+                )
+                await db.flush()
+                count = await db.scalar(
+                    select(func.count())
+                    .select_from(ChatMessage)
+                    .where(ChatMessage.session_id == conv)
+                )
+                return int(count or 0)
 
     async def list_conversations(self, user_id: int, limit: int = 10) -> list[ConversationSummary]:
         """The user's conversations, newest first, each with its last message."""
@@ -87,8 +96,9 @@ class ChatHistory:
             .order_by(ChatSession.updated_at.desc(), ChatSession.created_at.desc())
             .limit(limit)
         )
-        async with self._db.sessionmaker() as db:
-            rows = (await db.execute(stmt)).all()
+        with translated("listing conversations"):
+            async with self._db.sessionmaker() as db:
+                rows = (await db.execute(stmt)).all()
         return [
             ConversationSummary(str(c.session_id), c.title, c.created_at, last, count)
             for c, last, count in rows

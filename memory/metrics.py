@@ -70,3 +70,9 @@ CONSISTENCY_STALENESS = Histogram(
 CHECK_CONSISTENT = CONSISTENCY_CHECKS.labels("consistent")
 CHECK_STALE = CONSISTENCY_CHECKS.labels("stale")
 CHECK_MISSING = CONSISTENCY_CHECKS.labels("missing")
+STORED_VALUES_DROPPED = Counter(
+    "memlayer_stored_values_dropped_total",
+    "Values read from Postgres that no tier can carry (a 400-digit number, NaN, a NUL "
+    "character), left out of the context instead of failing every load of the user.",
+    ["field"],
+)

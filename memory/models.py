@@ -124,6 +124,12 @@ class Session(Base):
         UTCDateTime, default=utcnow, server_default=func.now()
     )
     request_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Set once by the owner's end request; every process refuses the session from then on.
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The session's conversation (chat history), created on its first signed-in turn.
+    conversation_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("chat_sessions.session_id", ondelete="SET NULL"), nullable=True
+    )
 
 
 class ChatSession(Base):

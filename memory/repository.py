@@ -7,6 +7,8 @@ dialects use a few plain queries inside the caller's transaction.
 
 from __future__ import annotations
 
+import json
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -19,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from memlayer.memory.errors import UnknownUser
-from memlayer.memory.metrics import DB_QUERIES
+from memlayer.memory.metrics import DB_QUERIES, STORED_VALUES_DROPPED
 from memlayer.memory.models import (
     ConversationMemory,
     EntityMemory,
@@ -28,7 +30,10 @@ from memlayer.memory.models import (
     UserPreference,
     utcnow,
 )
+from memlayer.memory.values import is_portable
 from memlayer.records import EntityInput, EntityRecord, MemoryContext, MemoryRecord
+
+log = logging.getLogger(__name__)
 
 _PG_CONTEXT_SQL = text(
     """
@@ -58,7 +63,7 @@ def _to_memory_record(row: ConversationMemory) -> MemoryRecord:
         id=row.id,
         summary=row.summary,
         intent=row.intent,
-        entities=tuple(row.entities or ()),
+        entities=_names(row.user_id, row.entities),
         message_count=row.message_count,
         created_at=row.created_at,
         chat_session_id=str(row.chat_session_id) if row.chat_session_id else None,
@@ -238,14 +243,14 @@ class MemoryRepository:
                     id=m[0],
                     summary=m[1],
                     intent=m[2],
-                    entities=tuple(m[3] or ()),
+                    entities=_names(user_id, m[3]),
                     message_count=m[4],
                     created_at=datetime.fromisoformat(m[5]),
                     chat_session_id=m[6],
                 )
                 for m in _json(row.memories)
             ),
-            preferences=_json(row.preferences),
+            preferences=_portable_preferences(user_id, _json(row.preferences)),
             entities=tuple(
                 EntityRecord(
                     type=e[0], name=e[1], mention_count=e[2], last_seen=datetime.fromisoformat(e[3])
@@ -280,7 +285,7 @@ class MemoryRepository:
             user_id=user_id,
             version=version or 0,
             memories=tuple(recent),
-            preferences={k: v for k, v in pref_rows},
+            preferences=_portable_preferences(user_id, {k: v for k, v in pref_rows}),
             entities=tuple(
                 EntityRecord(e.entity_type, e.name, e.mention_count, e.last_seen)
                 for e in entity_rows
@@ -289,5 +294,43 @@ class MemoryRepository:
 
 
 def _json(value: Any) -> Any:
-    """asyncpg hands json columns back as text; other drivers may already decode."""
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
+    """asyncpg hands json columns back as text; other drivers may already decode.
+
+    orjson refuses numbers beyond a double (stored before the service refused them); the
+    standard parser reads them, and the sanitising below drops what no tier can carry.
+    """
+    if not isinstance(value, str | bytes):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return json.loads(value)
+
+
+def _portable_preferences(user_id: int, preferences: Mapping[str, Any]) -> dict[str, Any]:
+    """The preferences every tier can carry; the others are left out, counted and logged.
+
+    A value stored before the service refused it (or by hand) must not fail every later
+    load of the user's context. The log names the key, never the value.
+    """
+    kept: dict[str, Any] = {}
+    for key, value in preferences.items():
+        if is_portable(key) and is_portable(value):
+            kept[key] = value
+        else:
+            STORED_VALUES_DROPPED.labels("preference").inc()
+            log.warning(
+                "user %s: stored preference %r cannot be carried by every tier; left out",
+                user_id,
+                key if is_portable(key) else "<unprintable key>",
+            )
+    return kept
+
+
+def _names(user_id: int, names: Any) -> tuple[str, ...]:
+    """A memory's entity names, without anything that is not portable text."""
+    kept = tuple(n for n in names or () if isinstance(n, str) and is_portable(n))
+    if len(kept) != len(names or ()):
+        STORED_VALUES_DROPPED.labels("memory_entity").inc()
+        log.warning("user %s: a stored memory lists entity names no tier can carry", user_id)
+    return kept

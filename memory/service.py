@@ -7,7 +7,6 @@ never touch either tier.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -15,11 +14,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-
 from memlayer.cache import CachePort, NullContextCache
 from memlayer.memory.db import Database
+from memlayer.memory.dberrors import translate, translated
 from memlayer.memory.errors import (
     InvalidMemory,
     MemoryLayerError,
@@ -28,6 +25,7 @@ from memlayer.memory.errors import (
 )
 from memlayer.memory.metrics import MEMORY_WRITES
 from memlayer.memory.repository import MemoryRepository
+from memlayer.memory.values import UnportableValue, check_portable
 from memlayer.records import (
     EntityInput,
     LoadResult,
@@ -48,9 +46,6 @@ class Written(Generic[T]):
     result: T
     version: int
 
-
-# Errors that mean "Postgres is not answering", as opposed to a bug or bad input.
-_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError)
 
 MAX_ENTITY_TYPE = 50
 MAX_ENTITY_NAME = 200
@@ -95,7 +90,7 @@ class LongTermMemoryService:
 
     async def _load_from_database(self, user_id: int) -> MemoryContext:
         s = self._settings
-        try:
+        with translated("loading memory"):
             async with self._db.fill_sessionmaker() as session, session.begin():
                 return await MemoryRepository(session).load_context(
                     user_id,
@@ -103,8 +98,6 @@ class LongTermMemoryService:
                     preferences=s.context_max_preferences,
                     entities=s.context_max_entities,
                 )
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"database unavailable while loading memory: {exc}") from exc
 
     # --- writes -----------------------------------------------------------------------
 
@@ -182,7 +175,7 @@ class LongTermMemoryService:
         """Delete one of the user's own memories; MemoryNotFound for anyone else's."""
         if user_id is None:
             raise MemoryNotFound(memory_id)
-        if not isinstance(memory_id, int) or memory_id <= 0:
+        if not isinstance(memory_id, int) or not 0 < memory_id < 2**63:
             raise MemoryNotFound(memory_id)
 
         async def work(repo: MemoryRepository) -> None:
@@ -222,23 +215,26 @@ class LongTermMemoryService:
                 )
                 committing = True
                 await transaction.commit()
-        except _UNAVAILABLE as exc:
-            MEMORY_WRITES.labels("error").inc()
-            if committing:
-                # The connection failed during COMMIT: the write may or may not be in
-                # Postgres. Never let the cache keep an older context than Postgres might
-                # now hold. (A write that failed before COMMIT rolled back: Redis is
-                # not touched at all.)
-                await self._cache.invalidate(user_id)
-            raise StoreUnavailable(f"database unavailable; the write was not saved: {exc}") from exc
-        except DBAPIError as exc:
-            MEMORY_WRITES.labels("rejected").inc()
-            raise InvalidMemory(f"the database refused the write: {exc.orig}") from exc
-        except MemoryLayerError:
-            # The caller's mistake (unknown user, someone else's memory): not a failure of
-            # the store, so it must not feed the write-failure alert.
-            MEMORY_WRITES.labels("rejected").inc()
-            raise
+        except Exception as exc:
+            error = translate(exc, "the memory write")
+            if isinstance(error, StoreUnavailable):
+                MEMORY_WRITES.labels("error").inc()
+                if committing:
+                    # The connection failed during COMMIT: the write may or may not be in
+                    # Postgres. Never let the cache keep an older context than Postgres
+                    # might now hold. (A write that failed before COMMIT rolled back:
+                    # Redis is not touched at all.)
+                    await self._cache.invalidate(user_id)
+            elif isinstance(error, MemoryLayerError):
+                # The caller's mistake (unknown user, someone else's memory, a value the
+                # database refused): not a failure of the store, so it must not feed the
+                # write-failure alert.
+                MEMORY_WRITES.labels("rejected").inc()
+            else:
+                MEMORY_WRITES.labels("error").inc()
+            if error is exc:
+                raise
+            raise error from exc
         except BaseException:
             MEMORY_WRITES.labels("error").inc()
             raise
@@ -265,6 +261,7 @@ class LongTermMemoryService:
                 f"summary is {len(summary)} characters; the maximum is "
                 f"{self._settings.summary_max_length} (MEMLAYER_SUMMARY_MAX_LENGTH)"
             )
+        _check_portable(summary, "summary")
         return summary
 
     def _check_preferences(self, preferences: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,6 +271,7 @@ class LongTermMemoryService:
         checked: dict[str, Any] = {}
         for key, value in preferences.items():
             _check_name(key, "preference key", s.preference_key_max_length)
+            _check_portable(value, f"preference {key!r}")
             try:
                 # Strict JSON: no NaN/Infinity, no datetimes or other Python-only types.
                 encoded = json.dumps(value, allow_nan=False, ensure_ascii=False).encode()
@@ -290,6 +288,14 @@ class LongTermMemoryService:
         return checked
 
 
+def _check_portable(value: Any, what: str) -> None:
+    """Refuse what the cache, the API's JSON or the turn state could not carry."""
+    try:
+        check_portable(value)
+    except UnportableValue as exc:
+        raise InvalidMemory(f"{what} cannot be stored: it holds {exc}") from exc
+
+
 def _check_user_id(user_id: Any) -> None:
     if isinstance(user_id, bool) or not isinstance(user_id, int) or user_id <= 0:
         raise InvalidMemory(f"user_id must be a positive integer, got {user_id!r}")
@@ -300,6 +306,7 @@ def _check_name(value: Any, what: str, max_length: int) -> str:
         raise InvalidMemory(f"{what} must be a non-empty string")
     if len(value) > max_length:
         raise InvalidMemory(f"{what} {value[:20]!r}... is longer than {max_length} characters")
+    _check_portable(value, what)
     return value
 
 

@@ -13,12 +13,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from memlayer.memory.models import Base
 from memlayer.settings import Settings
+from memlayer.store.schema import metadata as store_metadata
 
 config = context.config
 if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-target_metadata = Base.metadata
+# The store's tables live in their own MetaData (memlayer.store does not use the ORM).
+target_metadata = [Base.metadata, store_metadata]
 
 
 def _url() -> str:

@@ -18,9 +18,14 @@ export MEMLAYER_REDIS_URL=${MEMLAYER_REDIS_URL:-redis://127.0.0.1:6379/0}
 export MEMLAYER_CACHE_KEY_PREFIX=${MEMLAYER_CACHE_KEY_PREFIX:-memlayer-loadtest-$(date +%s)}
 export MEMLAYER_JWT_SECRET=${MEMLAYER_JWT_SECRET:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')}
 export MEMLAYER_LOG_LEVEL=${MEMLAYER_LOG_LEVEL:-WARNING}
+# Every Locust user comes from 127.0.0.1: the per-address abuse limits on registration and
+# anonymous starts would refuse most NewUser and AnonymousUser sessions at their defaults.
+export MEMLAYER_RATE_LIMIT_REGISTER=${MEMLAYER_RATE_LIMIT_REGISTER:-1000000/minute}
+export MEMLAYER_RATE_LIMIT_ANONYMOUS_START=${MEMLAYER_RATE_LIMIT_ANONYMOUS_START:-1000000/minute}
 
 db=$(python3 -c "import sys; print(sys.argv[1].rsplit('/', 1)[1])" "$MEMLAYER_DATABASE_URL")
 echo "loadtest: fresh database $db, $SEED_USERS seeded users, $USERS Locust users for $RUN_TIME"
+echo "loadtest: abuse limits raised for one client address: register $MEMLAYER_RATE_LIMIT_REGISTER, anonymous start $MEMLAYER_RATE_LIMIT_ANONYMOUS_START"
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" -c "CREATE DATABASE \"$db\"" postgres
 .venv/bin/memlayer migrate >/dev/null
 .venv/bin/memlayer seed --users "$SEED_USERS" --memories 5 --out "$WORK/credentials.csv"

@@ -15,6 +15,8 @@ export MEMLAYER_REDIS_URL=${MEMLAYER_REDIS_URL:-redis://127.0.0.1:6379/0}
 export MEMLAYER_CACHE_KEY_PREFIX=memlayer-wrk-$(date +%s)
 export MEMLAYER_JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
 export MEMLAYER_LOG_LEVEL=WARNING
+# One login and then GETs: no abuse limit is in the way (failed logins, registrations and
+# anonymous starts are the limited doors), so the limits stay at their defaults.
 work=$(mktemp -d /tmp/memlayer-wrk.XXXXXX)
 db=$(python3 -c "import sys; print(sys.argv[1].rsplit('/', 1)[1])" "$MEMLAYER_DATABASE_URL")
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" -c "CREATE DATABASE \"$db\"" postgres

@@ -11,7 +11,8 @@ Event types and their fields (besides ``type`` and ``timestamp``, ISO 8601 UTC):
 - ``memory_unavailable``  ``stage`` (load|save), ``message``, ``error`` (exception class)
 - ``team_start``          ``team``
 - ``team_complete``       ``team``
-- ``final_response``      ``response``, ``intent``
+- ``final_response``      ``response``, ``intent``, ``turn`` (its number in the session),
+                          ``recent_turns`` (turns in the session's short-term state)
 """
 
 from __future__ import annotations

@@ -97,6 +97,11 @@ DISTRICT_PATTERN: re.Pattern[str] = _DISTRICT_RE
 
 _EOK = 100_000_000
 _MAN = 10_000
+# 1,000조 원: above any property, far inside int64. A larger "amount" is not a budget
+# (it is a typo or an attack: "1" and 400 zeros would not fit msgpack or JSON numbers).
+MAX_BUDGET_KRW = 10**15
+_MAX_DIGITS = 16  # longer digit runs are never a budget; nothing is parsed from them
+_MAX_TEXT = 40  # "1,,,,,,,,…만원" is not a budget either
 _UPPER = ("이하", "미만", "까지", "안쪽", "이내", "under", "below", "up to", "at most", "max")
 _LOWER = ("이상", "초과", "over", "above", "at least", "min")
 
@@ -124,22 +129,38 @@ class Budget:
 
 
 def extract_budget(query: str) -> Budget | None:
-    """The first amount of money in the query, with its bound ("10억 이하" → max 1e9)."""
+    """The first amount of money in the query, with its bound ("10억 이하" → max 1e9).
+
+    None if there is none, or if it is not a sane amount (see ``MAX_BUDGET_KRW``).
+    """
     match = _BUDGET_KO.search(query)
     if match:
         if match["eok"]:
-            amount = float(match["eok"]) * _EOK + int(match["cheon"] or 0) * 1000 * _MAN
+            eok = _number(match["eok"])
+            amount = None if eok is None else eok * _EOK + int(match["cheon"] or 0) * 1000 * _MAN
         elif match["cheon_only"]:
             amount = int(match["cheon_only"]) * 1000 * _MAN
         else:
-            amount = int(match["man"].replace(",", "")) * _MAN
+            man = _number(match["man"].replace(",", ""))
+            amount = None if man is None else man * _MAN
     else:
         match = _BUDGET_EN.search(query)
         if not match:
             return None
         unit = 1_000_000_000 if match["unit"].lower() == "billion" else 1_000_000
-        amount = float(match["num"]) * unit
-    return Budget(int(amount), _bound(query, match.start(), match.end()), match.group(0).strip())
+        number = _number(match["num"])
+        amount = None if number is None else number * unit
+    text = match.group(0).strip()
+    if amount is None or not 0 < amount <= MAX_BUDGET_KRW or len(text) > _MAX_TEXT:
+        return None
+    return Budget(int(amount), _bound(query, match.start(), match.end()), text)
+
+
+def _number(text: str) -> float | None:
+    """A digit string ("3", "3.5", "8000") as a number; None if it is too long to be one."""
+    if len(text) > _MAX_DIGITS:
+        return None
+    return float(text) if "." in text else int(text)
 
 
 def _bound(query: str, start: int, end: int) -> str:

@@ -1,19 +1,20 @@
 """The chat workflow: one compiled graph, and the entry point the API calls.
 
 The graph is compiled once per process (in ``ChatWorkflow.__init__``); each turn brings
-its own ``Context`` (the memory service, its emitter). Short-term state lives in the
-checkpointer under ``thread_id`` = the session id, so a session's turns see each other.
+its own ``Context`` (the memory service, its emitter). There is no checkpointer: a
+session's short-term state (its turn count and recent turns) is rebuilt from Postgres by
+the caller each turn and passed in, so no process holds per-session memory and the next
+turn of a session may run on any process. (LangGraph's ``InMemorySaver`` kept every
+checkpoint of every thread for the life of the process: 50-110 KB per turn, forever.)
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
@@ -23,11 +24,11 @@ from memlayer.supervisor.events import ProgressEmitter
 from memlayer.supervisor.nodes import execute, initialize, planning, response
 from memlayer.supervisor.planner import Planner, RuleBasedPlanner
 from memlayer.supervisor.responder import Responder, RuleBasedResponder
-from memlayer.supervisor.state import Context, MainSupervisorState
+from memlayer.supervisor.state import RECENT_TURNS_KEPT, Context, MainSupervisorState
 
 
 def build_graph() -> StateGraph[MainSupervisorState, Context, Any, Any]:
-    """initialize → planning → execute → response, uncompiled (to add a checkpointer)."""
+    """initialize → planning → execute → response, uncompiled."""
     builder = StateGraph(MainSupervisorState, context_schema=Context)
     builder.add_node("initialize", initialize)
     builder.add_node("planning", planning)
@@ -50,6 +51,8 @@ class TurnResult:
     memory_count: int
     memory_source: LoadSource
     saved_memory_id: int | None
+    turn: int = 1  # the turn's number in its session
+    recent_turns: tuple[dict[str, Any], ...] = ()  # the session's turns, this one last
 
 
 class ChatWorkflow:
@@ -59,7 +62,6 @@ class ChatWorkflow:
         self,
         memory: LongTermMemoryService,
         *,
-        checkpointer: BaseCheckpointSaver[Any] | None = None,
         planner: Planner | None = None,
         responder: Responder | None = None,
     ) -> None:
@@ -67,9 +69,7 @@ class ChatWorkflow:
         self._planner: Planner = planner if planner is not None else RuleBasedPlanner()
         self._responder: Responder = responder if responder is not None else RuleBasedResponder()
         self._graph: CompiledStateGraph[MainSupervisorState, Context, Any, Any] = (
-            build_graph().compile(
-                checkpointer=checkpointer if checkpointer is not None else InMemorySaver()
-            )
+            build_graph().compile()
         )
 
     @property
@@ -84,11 +84,14 @@ class ChatWorkflow:
         user_id: int | None,
         chat_session_id: str | None,
         emitter: ProgressEmitter,
+        turn: int = 1,
+        recent_turns: Sequence[Mapping[str, Any]] = (),
     ) -> TurnResult:
         """Answer one message of a session.
 
-        ``user_id`` must come from the authenticated caller; it is written into the
-        state on every turn (None included) so a checkpoint never supplies identity.
+        ``user_id`` must come from the authenticated caller. ``turn`` (this turn's number
+        in the session) and ``recent_turns`` (its earlier turns, oldest first) are the
+        session's short-term state, which the caller keeps (in Postgres).
         """
         context = Context(
             memory=self._memory,
@@ -96,14 +99,16 @@ class ChatWorkflow:
             planner=self._planner,
             responder=self._responder,
         )
-        turn: MainSupervisorState = {
+        state_in: MainSupervisorState = {
             "query": query,
             "session_id": session_id,
             "chat_session_id": chat_session_id,
             "user_id": user_id,
             "request_id": uuid.uuid4().hex,
+            "turn_count": turn,
+            "recent_turns": [dict(t) for t in recent_turns][-RECENT_TURNS_KEPT:],
         }
-        state = await self._graph.ainvoke(turn, self._config(session_id), context=context)
+        state = await self._graph.ainvoke(state_in, context=context)
         final = state["final_response"]
         return TurnResult(
             response=final["response"],
@@ -111,13 +116,6 @@ class ChatWorkflow:
             memory_count=len(state["loaded_memories"]),
             memory_source=LoadSource(state["memory_source"]),
             saved_memory_id=state["saved_memory_id"],
+            turn=state["turn_count"],
+            recent_turns=tuple(state["recent_turns"]),
         )
-
-    async def session_state(self, session_id: str) -> MainSupervisorState:
-        """The session's state as the checkpointer last saved it (empty if none)."""
-        snapshot = await self._graph.aget_state(self._config(session_id))
-        return snapshot.values  # type: ignore[return-value]
-
-    @staticmethod
-    def _config(session_id: str) -> RunnableConfig:
-        return {"configurable": {"thread_id": session_id}}

@@ -20,7 +20,7 @@ from memlayer.records import EntityInput, LoadSource, MemoryRecord
 from memlayer.supervisor.events import make_event
 from memlayer.supervisor.extraction import turn_summary
 from memlayer.supervisor.intents import Intent
-from memlayer.supervisor.state import Context, MainSupervisorState
+from memlayer.supervisor.state import RECENT_TURNS_KEPT, Context, MainSupervisorState
 from memlayer.supervisor.teams import run_team
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,8 @@ Update = dict[str, Any]
 
 
 async def initialize(state: MainSupervisorState, runtime: Runtime[Context]) -> Update:
-    """Reset every per-turn field; keep the caller's ``user_id`` and the session's history.
-
-    The checkpointer restores the previous turn's state, so anything not reset here
-    would leak from the last turn into this one.
-    """
+    """Set every per-turn field; the caller's ``user_id`` and the session's short-term
+    state (``turn_count``, ``recent_turns``) arrive with the input and are kept."""
     return {
         "status": "running",
         "current_phase": "initialize",
@@ -59,7 +56,7 @@ async def initialize(state: MainSupervisorState, runtime: Runtime[Context]) -> U
         "start_time": datetime.now(UTC),
         "end_time": None,
         "total_execution_time": None,
-        "turn_count": state.get("turn_count", 0) + 1,
+        "turn_count": state.get("turn_count") or 1,
     }
 
 
@@ -170,7 +167,14 @@ async def response(state: MainSupervisorState, runtime: Runtime[Context]) -> Upd
             errors.append(f"memory save: {type(exc).__name__}")
             await ctx.emitter.emit(_memory_unavailable("save", exc))
 
-    final = {"response": text, "intent": intent}
+    final = {
+        "response": text,
+        "intent": intent,
+        # The session's short-term state as this turn saw it: its number in the session
+        # and how many turns (this one included) the state holds.
+        "turn": state.get("turn_count", 1),
+        "recent_turns": min(len(state.get("recent_turns", [])) + 1, RECENT_TURNS_KEPT),
+    }
     await ctx.emitter.emit(make_event("final_response", **final))
     end = datetime.now(UTC)
     start = state.get("start_time")
@@ -182,12 +186,12 @@ async def response(state: MainSupervisorState, runtime: Runtime[Context]) -> Upd
         "error_log": errors,
         "end_time": end,
         "total_execution_time": (end - start).total_seconds() if start else None,
-        "recent_turns": [{"query": query, "intent": intent, "response": text}],
+        "recent_turns": [{"query": query, "response": text}],
     }
 
 
 def _memory_state(record: MemoryRecord) -> dict[str, Any]:
-    """A memory as plain data: the state is checkpointed, records are not."""
+    """A memory as plain data: the state holds JSON-like values only, never records."""
     return {
         "id": record.id,
         "summary": record.summary,

@@ -25,7 +25,7 @@ class Plan:
     extraction: Extraction = field(default_factory=Extraction)
 
     def as_state(self) -> dict[str, Any]:
-        """Plain data for the checkpointed state."""
+        """Plain data for the turn's state."""
         return {
             "intent": self.intent.value,
             "topics": [topic.value for topic in self.topics],

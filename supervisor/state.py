@@ -1,4 +1,5 @@
-"""The workflow's state (per session, in the checkpointer) and its run context.
+"""The workflow's state (one turn's, with the session's short-term state passed in) and
+its run context.
 
 State holds data, the context holds collaborators: the memory service, the emitter,
 and the planner/responder arrive per run through ``Runtime[Context]``, never through
@@ -22,15 +23,15 @@ RECENT_TURNS_KEPT = 10
 def keep_recent_turns(
     left: list[dict[str, Any]] | None, right: list[dict[str, Any]] | None
 ) -> list[dict[str, Any]]:
-    """Append this turn's record, keeping the checkpoint of a long session bounded."""
+    """Append this turn's record to the session's recent turns, keeping them bounded."""
     return ((left or []) + (right or []))[-RECENT_TURNS_KEPT:]
 
 
 class MainSupervisorState(TypedDict, total=False):
     """One chat session's state; the seed's field names plus the memory fields.
 
-    Values are plain JSON-like data (no records, no ORM rows) so that any checkpointer
-    can serialise them.
+    Values are plain JSON-like data (no records, no ORM rows) so that any serialiser (a
+    checkpointer's, the API's JSON) can carry them.
     """
 
     # Core (the seed's)
@@ -44,7 +45,7 @@ class MainSupervisorState(TypedDict, total=False):
     error_log: list[str]
 
     # Identity: set by the caller on every turn from the authenticated user, never from
-    # the checkpoint, so a session cannot carry one user's memory into another's turn.
+    # stored state, so a session cannot carry one user's memory into another's turn.
     user_id: int | None
 
     # Planning
@@ -74,7 +75,7 @@ class MainSupervisorState(TypedDict, total=False):
     end_time: datetime | None
     total_execution_time: float | None
 
-    # Short-term, per session (kept across turns by the checkpointer)
+    # Short-term, per session: rebuilt from Postgres by the caller before each turn
     turn_count: int
     recent_turns: Annotated[list[dict[str, Any]], keep_recent_turns]
 

@@ -7,9 +7,9 @@ import asyncio
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from memlayer.api.deps import Services
+from memlayer.api.openapi import errors
 from memlayer.api.schemas import ComponentStatus, ReadyOut
 from memlayer.metrics import service_registry
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["health"])
 _HEALTHY = b'{"status":"ok"}'
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", summary="The process is up", responses=errors())
 async def healthz() -> Response:
     return Response(_HEALTHY, media_type="application/json")
 
@@ -32,7 +32,7 @@ def prometheus_metrics() -> Response:
 @router.get(
     "/readyz",
     response_model=ReadyOut,
-    responses={503: {"model": ReadyOut}},
+    responses={**errors(), 503: {"model": ReadyOut, "description": "A component is down."}},
     summary="Postgres and Redis reachable, per component",
 )
 async def readyz(services: Services) -> JSONResponse:
@@ -47,8 +47,7 @@ async def readyz(services: Services) -> JSONResponse:
 async def _postgres(services: Services) -> ComponentStatus:
     try:
         async with asyncio.timeout(2):
-            async with services.database.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await services.database.ping()
         return ComponentStatus(status="up")
     except Exception as exc:  # readiness reports any failure, whatever its kind
         return ComponentStatus(status="down", detail=type(exc).__name__)

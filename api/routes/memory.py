@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, Response
 
 from memlayer.api.deps import MemoryServiceDep, OwnUser
+from memlayer.api.openapi import errors
 from memlayer.api.schemas import DeletedOut, MemoryContextOut
 from memlayer.records import LoadResult
 
@@ -47,7 +48,12 @@ def context_json(result: LoadResult) -> bytes:
     )
 
 
-@router.get("/context", response_model=MemoryContextOut, summary="The caller's memory context")
+@router.get(
+    "/context",
+    response_model=MemoryContextOut,
+    responses=errors(401, 403, 404, 422, 503),
+    summary="The caller's memory context",
+)
 async def get_context(
     user: OwnUser,
     memory: MemoryServiceDep,
@@ -60,14 +66,21 @@ async def get_context(
 @router.delete(
     "/{memory_id}",
     response_model=DeletedOut,
-    responses={404: {"description": "no such memory of the caller's"}},
+    responses=errors(401, 403, 404, 422, 503),
 )
 async def delete_memory(
-    user: OwnUser, memory: MemoryServiceDep, memory_id: Annotated[int, Path(gt=0)]
+    user: OwnUser,
+    memory: MemoryServiceDep,
+    memory_id: Annotated[int, Path(gt=0, le=2**63 - 1)],
 ) -> DeletedOut:
     return DeletedOut(version=await memory.delete_memory(user, memory_id))
 
 
-@router.delete("", response_model=DeletedOut, summary="Forget me: every memory of the caller")
+@router.delete(
+    "",
+    response_model=DeletedOut,
+    responses=errors(401, 403, 404, 422, 503),
+    summary="Forget me: every memory of the caller",
+)
 async def forget_me(user: OwnUser, memory: MemoryServiceDep) -> DeletedOut:
     return DeletedOut(version=await memory.forget_user(user))

@@ -13,6 +13,7 @@ from prometheus_client.samples import Sample
 
 from memlayer import multiproc
 from memlayer.api.deps import Services
+from memlayer.api.openapi import errors
 from memlayer.cache import RequestCounts
 from memlayer.metrics import sample_total, service_samples
 
@@ -57,7 +58,11 @@ def summary_numbers(samples: list[Sample]) -> dict[str, Any]:
     }
 
 
-@router.get("/summary", summary="Cache hit ratio, latency, DB queries and breaker state")
+@router.get(
+    "/summary",
+    summary="Cache hit ratio, latency, DB queries and breaker state",
+    responses=errors(),
+)
 async def summary(services: Services) -> dict[str, Any]:
     """Numbers of every worker of the service; ``breaker_open`` if any worker's is open."""
     samples = service_samples()

@@ -137,6 +137,24 @@ def _chaos(args: argparse.Namespace) -> int:
     return asyncio.run(run_chaos(get_settings(), options))
 
 
+def _bench_sessions(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from memlayer.bench_sessions import run_bench_sessions
+
+    return asyncio.run(
+        run_bench_sessions(
+            get_settings(),
+            sessions=args.sessions,
+            turns=args.turns,
+            warmup_turns=args.warmup_turns,
+            concurrency=args.concurrency,
+            anonymous_share=args.anonymous_share,
+            serve_command=args.serve_command,
+        )
+    )
+
+
 def _cache(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -220,6 +238,22 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--seed", type=int, default=None, help="for a repeatable schedule")
     chaos.add_argument("--keep", action="store_true", help="keep logs and Redis files")
     chaos.set_defaults(func=_chaos)
+
+    sessions = sub.add_parser(
+        "bench-sessions",
+        help="server RSS and Postgres statements per turn under sustained chat traffic",
+    )
+    sessions.add_argument("--sessions", type=int, default=400)
+    sessions.add_argument("--turns", type=int, default=4000, help="measured turns")
+    sessions.add_argument("--warmup-turns", type=int, default=1000)
+    sessions.add_argument("--concurrency", type=int, default=16)
+    sessions.add_argument("--anonymous-share", type=float, default=0.5)
+    sessions.add_argument(
+        "--serve-command",
+        default=None,
+        help="the server to measure (default: this build's `memlayer serve`)",
+    )
+    sessions.set_defaults(func=_bench_sessions)
 
     cache = sub.add_parser("cache", help="inspect and manage the Redis cache")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True)

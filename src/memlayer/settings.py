@@ -154,11 +154,55 @@ class Settings(BaseSettings):
     preference_value_max_bytes: int = Field(default=1024, gt=0)
     preference_key_max_length: int = Field(default=100, gt=0)
 
+    # --- LangGraph store (memlayer.store) --------------------------------------------
+    store_default_ttl_minutes: float | None = Field(
+        default=None, gt=0, description="TTL of items put without one; unset: never expire."
+    )
+    store_ttl_refresh_on_read: bool = True
+    store_ttl_refresh_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Reads push a TTL item's expiry forward at most once per this interval "
+        "(or half the item's TTL, if shorter).",
+    )
+    store_ttl_refresh_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="TTL refreshes noted by reads are written together, at most one "
+        "statement per this many seconds per process.",
+    )
+    store_ttl_sweep_interval_minutes: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often each process deletes expired items; 0 turns the sweeper "
+        "off (expired items are never returned either way).",
+    )
+
     # --- sessions and auth ---------------------------------------------------------
     session_ttl_hours: float = Field(default=24.0, gt=0)
     jwt_secret: SecretStr | None = None
     jwt_algorithm: str = "HS256"
     jwt_ttl_seconds: int = Field(default=3600, gt=0)
+    ws_auth_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a signed-in session's socket waits for its auth frame.",
+    )
+
+    # --- abuse limits (``limits`` notation, e.g. "10/15 minutes"; empty turns one off) --
+    rate_limit_login_failures: str = Field(
+        default="10/15 minutes", description="Failed logins per account."
+    )
+    rate_limit_register: str = Field(default="20/hour", description="Registrations per IP.")
+    rate_limit_anonymous_start: str = Field(
+        default="60/minute", description="Anonymous POST /chat/start per IP."
+    )
+    rate_limit_redis_timeout_ms: int = Field(
+        default=250, gt=0, description="How long a limit check waits for Redis before failing open."
+    )
+    max_request_body_bytes: int = Field(
+        default=64 * 1024, gt=0, description="Larger request bodies are refused with 413."
+    )
 
     # --- service -------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -171,6 +215,22 @@ class Settings(BaseSettings):
         if "{" in value or "}" in value or not value:
             raise ValueError("cache_key_prefix must be non-empty and contain no braces")
         return value
+
+    @field_validator(
+        "rate_limit_login_failures", "rate_limit_register", "rate_limit_anonymous_start"
+    )
+    @classmethod
+    def _a_rate_limit(cls, value: str) -> str:
+        if value.strip():
+            import limits
+
+            try:
+                limits.parse(value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{value!r} is not a rate limit; write e.g. '10/15 minutes' or '60/minute'"
+                ) from exc
+        return value.strip()
 
     @property
     def embedded(self) -> bool:

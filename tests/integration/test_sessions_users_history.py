@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from memlayer.memory.errors import UnknownUser
+from memlayer.memory.errors import BadCredentials, EmailTaken, UnknownUser
 from memlayer.memory.history import ChatHistory, title_from
 from memlayer.memory.models import LocalAuth, Session
 from memlayer.memory.sessions import SessionManager
-from memlayer.memory.users import BadCredentials, EmailTaken, UserStore
+from memlayer.memory.users import UserStore
 
 
 async def _expire(database, session_id: str) -> None:

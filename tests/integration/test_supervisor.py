@@ -2,8 +2,8 @@
 
 What it proves: memory is read in planning and written in response for signed-in users
 only; anonymous and off-topic turns touch no tier at all; a memory failure never fails
-a turn; events arrive in order with a type and a UTC timestamp; the checkpointer keeps
-a session's state between turns.
+a turn; events arrive in order with a type and a UTC timestamp; a session's short-term
+state comes in with each turn and no workflow keeps any of it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from memlayer.memory.models import ChatSession, ConversationMemory
 from memlayer.memory.service import LongTermMemoryService
 from memlayer.settings import Settings
 from memlayer.supervisor import ChatWorkflow, ListEmitter
+from memlayer.supervisor.state import RECENT_TURNS_KEPT
 
 MakeUser = Callable[[], Awaitable[int]]
 UNREACHABLE_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:1/none"
@@ -259,37 +260,64 @@ async def test_events_have_type_and_utc_timestamp_and_come_in_order(
     assert stamps == sorted(stamps)
 
 
-async def test_checkpointer_keeps_state_per_session(workflow: ChatWorkflow) -> None:
-    session_a, session_b = _session(), _session()
-    for query in ("강남구 아파트 시세", "대출 금리는요?"):
-        await workflow.run_turn(
-            query=query,
-            session_id=session_a,
-            user_id=None,
-            chat_session_id=None,
-            emitter=ListEmitter(),
-        )
-    await workflow.run_turn(
-        query="전세사기 위험",
-        session_id=session_b,
+async def test_short_term_state_comes_in_with_the_turn_and_nothing_stays_behind(
+    workflow: ChatWorkflow, pg_service: LongTermMemoryService
+) -> None:
+    session = _session()
+    first = await workflow.run_turn(
+        query="강남구 아파트 시세",
+        session_id=session,
         user_id=None,
         chat_session_id=None,
         emitter=ListEmitter(),
     )
+    assert first.turn == 1
+    assert [t["query"] for t in first.recent_turns] == ["강남구 아파트 시세"]
 
-    state_a = await workflow.session_state(session_a)
-    assert state_a["turn_count"] == 2
-    assert [t["query"] for t in state_a["recent_turns"]] == ["강남구 아파트 시세", "대출 금리는요?"]
-    assert state_a["query"] == "대출 금리는요?" and state_a["intent"] == "loan"
-    # Per-turn fields were reset: the second turn ran only its own teams.
-    assert list(state_a["team_results"]) == ["search_team", "analysis_team"]
+    # The next turn runs on another process: a workflow of its own, given what the
+    # caller kept (in Postgres) of the session.
+    elsewhere = ChatWorkflow(pg_service)
+    events = ListEmitter()
+    second = await elsewhere.run_turn(
+        query="대출 금리는요?",
+        session_id=session,
+        user_id=None,
+        chat_session_id=None,
+        emitter=events,
+        turn=2,
+        recent_turns=first.recent_turns,
+    )
+    assert second.turn == 2 and second.intent == "loan"
+    assert [t["query"] for t in second.recent_turns] == ["강남구 아파트 시세", "대출 금리는요?"]
+    assert events.of_type("final_response")[0]["turn"] == 2
 
-    state_b = await workflow.session_state(session_b)
-    assert state_b["turn_count"] == 1
-    assert [t["query"] for t in state_b["recent_turns"]] == ["전세사기 위험"]
+    # The first workflow kept nothing of the session: without the caller's state it is new.
+    again = await workflow.run_turn(
+        query="전세사기 위험",
+        session_id=session,
+        user_id=None,
+        chat_session_id=None,
+        emitter=ListEmitter(),
+    )
+    assert again.turn == 1 and [t["query"] for t in again.recent_turns] == ["전세사기 위험"]
 
 
-async def test_identity_comes_from_the_turn_never_from_the_checkpoint(
+async def test_recent_turns_stay_bounded(workflow: ChatWorkflow) -> None:
+    earlier = [{"query": f"q{i}", "response": f"a{i}"} for i in range(RECENT_TURNS_KEPT + 5)]
+    result = await workflow.run_turn(
+        query="전세사기 위험",
+        session_id=_session(),
+        user_id=None,
+        chat_session_id=None,
+        emitter=ListEmitter(),
+        turn=len(earlier) + 1,
+        recent_turns=earlier,
+    )
+    assert len(result.recent_turns) == RECENT_TURNS_KEPT
+    assert result.recent_turns[-1]["query"] == "전세사기 위험"
+
+
+async def test_identity_comes_from_the_turn_never_from_stored_state(
     workflow: ChatWorkflow, make_user: MakeUser, database: Database
 ) -> None:
     user_id = await make_user()

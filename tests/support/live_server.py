@@ -11,13 +11,13 @@ from memlayer.settings import Settings
 
 
 class LiveServer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, log_level: str = "warning") -> None:
         self.app = create_app(settings)
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
             port=0,
-            log_level="warning",
+            log_level=log_level,
             lifespan="on",
             ws="websockets-sansio",
         )

@@ -6,7 +6,7 @@ import time
 
 import jwt
 
-from tests.integration.api.conftest import bearer, chat_turn, register, start_session
+from tests.support.api_client import bearer, chat_turn, register, start_session
 
 
 async def test_register_login_and_their_errors(client):
@@ -31,7 +31,7 @@ async def test_register_login_and_their_errors(client):
 async def test_other_users_data_is_unreachable(client, server):
     alice, bob = await register(client), await register(client)
     session = await start_session(client, alice["access_token"])
-    await chat_turn(server, session, "송파구 아파트 시세 알려줘")
+    await chat_turn(server, session, "송파구 아파트 시세 알려줘", token=alice["access_token"])
     alice_ctx = await client.get("/api/v1/memory/context", headers=bearer(alice["access_token"]))
     memory_id = alice_ctx.json()["memories"][0]["id"]
     bob_h = bearer(bob["access_token"])
@@ -81,7 +81,9 @@ async def test_owner_deletes_one_memory_and_forgets_everything(client, server):
     user = await register(client)
     headers = bearer(user["access_token"])
     session = await start_session(client, user["access_token"])
-    await chat_turn(server, session, "마포구 아파트 시세", "마포구 전세 대출 금리")
+    await chat_turn(
+        server, session, "마포구 아파트 시세", "마포구 전세 대출 금리", token=user["access_token"]
+    )
     ctx = (await client.get("/api/v1/memory/context", headers=headers)).json()
     assert len(ctx["memories"]) == 2
     deleted = await client.delete(f"/api/v1/memory/{ctx['memories'][0]['id']}", headers=headers)

@@ -9,7 +9,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from memlayer.memory.models import ConversationMemory
-from tests.integration.api.conftest import bearer, chat_turn, event, register, start_session
+from tests.support.api_client import bearer, chat_turn, event, register, start_session
 
 
 def _metric(name: str) -> float:
@@ -20,11 +20,11 @@ async def test_second_session_loads_the_first_turn_from_cache(client, server):
     user = await register(client)
     token = user["access_token"]
     first = await start_session(client, token)
-    [turn1] = await chat_turn(server, first, "강남구 아파트 시세 알려줘")
+    [turn1] = await chat_turn(server, first, "강남구 아파트 시세 알려줘", token=token)
     assert event(turn1, "final_response")["intent"] == "market"
 
     second = await start_session(client, token)
-    [turn2] = await chat_turn(server, second, "그 지역 대출 한도는 어떻게 되나요?")
+    [turn2] = await chat_turn(server, second, "그 지역 대출 한도는 어떻게 되나요?", token=token)
     loaded = event(turn2, "memory_loaded")
     assert loaded["user_id"] == user["user_id"]
     assert loaded["memory_count"] >= 1
@@ -44,7 +44,9 @@ async def test_second_session_loads_the_first_turn_from_cache(client, server):
 async def test_progress_events_arrive_in_order_with_timestamps(client, server):
     user = await register(client)
     session = await start_session(client, user["access_token"])
-    [events] = await chat_turn(server, session, "전세 계약 주의사항 알려줘")
+    [events] = await chat_turn(
+        server, session, "전세 계약 주의사항 알려줘", token=user["access_token"]
+    )
     kinds = [e["type"] for e in events]
     assert kinds[0] == "planning_start" and kinds[-1] == "final_response"
     assert kinds.index("memory_loaded") < kinds.index("final_response")
@@ -70,7 +72,9 @@ async def test_irrelevant_query_loads_no_memory(client, server):
     user = await register(client)
     session = await start_session(client, user["access_token"])
     before = (_metric("memlayer_cache_requests_total"), _metric("memlayer_db_queries_total"))
-    [events] = await chat_turn(server, session, "오늘 점심 메뉴 추천해줘")
+    [events] = await chat_turn(
+        server, session, "오늘 점심 메뉴 추천해줘", token=user["access_token"]
+    )
     after = (_metric("memlayer_cache_requests_total"), _metric("memlayer_db_queries_total"))
     assert event(events, "final_response")["intent"] == "irrelevant"
     assert after == before, "no cache lookup and no memory query for an irrelevant turn"

@@ -5,16 +5,17 @@ from __future__ import annotations
 import orjson
 from websockets.asyncio.client import connect
 
-from tests.integration.api.conftest import bearer, chat_turn, event, register, start_session
+from tests.support.api_client import bearer, chat_turn, event, register, start_session
 
 
 async def test_chat_answers_from_postgres_while_redis_is_down(client, server, redis_proxy):
     user = await register(client)
     session = await start_session(client, user["access_token"])
-    await chat_turn(server, session, "서초구 아파트 시세")
+    token = user["access_token"]
+    await chat_turn(server, session, "서초구 아파트 시세", token=token)
     redis_proxy.refuse()
     try:
-        [events] = await chat_turn(server, session, "서초구 대출 금리는?")
+        [events] = await chat_turn(server, session, "서초구 대출 금리는?", token=token)
         loaded = event(events, "memory_loaded")
         assert loaded["source"] == "database" and loaded["memory_count"] >= 1
         assert event(events, "final_response")["response"]
@@ -30,7 +31,10 @@ async def test_chat_answers_from_postgres_while_redis_is_down(client, server, re
 async def test_chat_answers_without_memory_while_postgres_is_down(client, server, pg_proxy):
     user = await register(client)
     session = await start_session(client, user["access_token"])
-    async with connect(f"{server.ws_url}/api/v1/chat/ws/{session}") as ws:
+    async with connect(
+        f"{server.ws_url}/api/v1/chat/ws/{session}",
+        additional_headers=bearer(user["access_token"]),
+    ) as ws:
         assert orjson.loads(await ws.recv())["type"] == "connected"
         pg_proxy.refuse()
         try:

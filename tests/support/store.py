@@ -1,0 +1,70 @@
+"""Helpers the store suites share: empty a store's tables between tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from langgraph.store.postgres import AsyncPostgresStore
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from memlayer.store import MemlayerStore
+
+# What the open_pg_store fixture (tests/integration/store) is: open_pg_store(ttl=..., **settings).
+OpenStore = Callable[..., AbstractAsyncContextManager[MemlayerStore]]
+
+
+async def empty_memlayer_tables(engine: AsyncEngine) -> None:
+    """Delete every item and namespace row (tests only: production never deletes rows of
+    store_namespaces, so that versions never start over)."""
+    async with engine.begin() as conn:
+        await conn.execute(text("DELETE FROM store_items"))
+        await conn.execute(text("DELETE FROM store_namespaces"))
+
+
+async def empty_peer(store: AsyncPostgresStore) -> None:
+    """Delete every item of the peer store (langgraph-checkpoint-postgres' own table)."""
+    async with store._cursor() as cur:  # the peer's own connection helper
+        await cur.execute("DELETE FROM store")
+
+
+def psycopg_dsn(sqlalchemy_url: str) -> str:
+    """The same database as a libpq URL, for AsyncPostgresStore (psycopg)."""
+    from sqlalchemy.engine import make_url
+
+    return (
+        make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+
+
+class StatementLog:
+    """Every SQL statement an engine sends while the block runs (BEGIN/COMMIT excluded)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine.sync_engine
+        self.statements: list[str] = []
+
+    def _record(self, _conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        self.statements.append(" ".join(statement.split()))
+
+    def __enter__(self) -> StatementLog:
+        from sqlalchemy import event
+
+        event.listen(self._engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        from sqlalchemy import event
+
+        event.remove(self._engine, "before_cursor_execute", self._record)
+
+    def of(self, verb: str) -> list[str]:
+        return [s for s in self.statements if s.upper().startswith(verb.upper())]
+
+    @property
+    def writes(self) -> list[str]:
+        return [s for s in self.statements if s.split(" ", 1)[0].upper() in _WRITES]
+
+
+_WRITES = {"INSERT", "UPDATE", "DELETE", "WITH"}
