@@ -33,9 +33,11 @@ services:
 	./scripts/services.sh
 
 ## run: install (with the embedded extra), migrate the configured database, serve on :8000
+## (one worker; `make run WORKERS=4` for more, with Postgres and Redis configured)
+WORKERS ?= 1
 run: install
 	$(BIN)/memlayer migrate
-	$(BIN)/memlayer serve --host $${MEMLAYER_HOST:-127.0.0.1} --port $${MEMLAYER_PORT:-8000}
+	$(BIN)/memlayer serve --host $${MEMLAYER_HOST:-127.0.0.1} --port $${MEMLAYER_PORT:-8000} --workers $(WORKERS)
 
 ## test: install, lint and type-check, start Postgres and Redis if they are down, run every test
 test: lint services test-deps

@@ -57,10 +57,18 @@ LOAD_SECONDS = Histogram(
         2.5,
     ),
 )
-BREAKER_OPEN = Gauge("memlayer_cache_breaker_open", "1 while the Redis circuit breaker is open.")
+# Gauges say how several worker processes of one `memlayer serve` combine (Prometheus
+# multiprocess mode, see memlayer.multiproc): "livesum" counts over the live workers,
+# "livemax" takes the highest of theirs. Without a mode a gauge is exported once per pid.
+BREAKER_OPEN = Gauge(
+    "memlayer_cache_breaker_open",
+    "1 while the Redis circuit breaker is open (summed: workers with it open).",
+    multiprocess_mode="livesum",
+)
 DIRTY_USERS = Gauge(
     "memlayer_cache_dirty_users",
     "Users written while Redis was unreachable, awaiting invalidation.",
+    multiprocess_mode="livesum",
 )
 GENERATION = Gauge(
     "memlayer_cache_generation",

@@ -2,14 +2,18 @@
 
 The hit ratio is the SRE's first number, so it is defined once, here: hits over every
 lookup the cache was asked for (hits, misses, errors and bypasses; a load that could
-not use Redis is a lookup the cache did not serve). The ops summary, :class:`CacheStats`
-and ``memlayer cache stats`` (which shows the serving process's summary) all use it;
-the alert and the dashboard in ``deploy/`` spell the same ratio in PromQL.
+not use Redis is a lookup the cache did not serve). The ops summary (every worker of the
+service: :meth:`RequestCounts.from_samples`), :class:`CacheStats` (this process) and
+``memlayer cache stats`` (which shows the serving service's summary) all use it; the
+alert and the dashboard in ``deploy/`` spell the same ratio in PromQL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from prometheus_client.samples import Sample
 
 from memlayer.cache import metrics
 from memlayer.cache.errors import REDIS_ERRORS
@@ -17,6 +21,7 @@ from memlayer.cache.store import ContextStore
 from memlayer.metrics import current
 
 _MEMORY_USAGE_SAMPLE = 100
+_REQUESTS_SAMPLE = "memlayer_cache_requests_total"
 
 
 def hit_ratio(hits: float, lookups: float) -> float | None:
@@ -26,7 +31,7 @@ def hit_ratio(hits: float, lookups: float) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class RequestCounts:
-    """This process's context loads by how the cache answered (``memlayer_cache_requests``)."""
+    """Context loads by how the cache answered (``memlayer_cache_requests``)."""
 
     hits: float = 0.0
     misses: float = 0.0
@@ -35,11 +40,27 @@ class RequestCounts:
 
     @classmethod
     def now(cls) -> RequestCounts:
+        """This process's counts."""
         return cls(
             hits=current(metrics.HIT),
             misses=current(metrics.MISS),
             errors=current(metrics.ERROR),
             bypasses=current(metrics.BYPASS),
+        )
+
+    @classmethod
+    def from_samples(cls, samples: Iterable[Sample]) -> RequestCounts:
+        """The counts in collected samples, e.g. every worker's (``memlayer.metrics``)."""
+        by_result: dict[str, float] = {}
+        for s in samples:
+            if s.name == _REQUESTS_SAMPLE:
+                result = s.labels.get("result", "")
+                by_result[result] = by_result.get(result, 0.0) + s.value
+        return cls(
+            hits=by_result.get("hit", 0.0),
+            misses=by_result.get("miss", 0.0),
+            errors=by_result.get("error", 0.0),
+            bypasses=by_result.get("bypass", 0.0),
         )
 
     @property

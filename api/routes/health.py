@@ -1,4 +1,4 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics (every worker's, when there are several)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import asyncio
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from memlayer.api.deps import Services
 from memlayer.api.openapi import errors
 from memlayer.api.schemas import ComponentStatus, ReadyOut
+from memlayer.metrics import service_registry
 
 router = APIRouter(tags=["health"])
 
@@ -19,6 +21,12 @@ _HEALTHY = b'{"status":"ok"}'
 @router.get("/healthz", summary="The process is up", responses=errors())
 async def healthz() -> Response:
     return Response(_HEALTHY, media_type="application/json")
+
+
+@router.get("/metrics", include_in_schema=False)
+def prometheus_metrics() -> Response:
+    """The Prometheus text of the whole service (a plain def: reading files runs off the loop)."""
+    return Response(generate_latest(service_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get(

@@ -1,36 +1,26 @@
-"""A JSON summary of cache health for the ops page (the Prometheus text is at /metrics)."""
+"""A JSON summary of cache health for the ops page (the Prometheus text is at /metrics).
+
+It describes the whole service: under ``memlayer serve --workers N`` every worker's
+counters are summed (``memlayer.metrics.service_samples``), whichever worker answers.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
-from prometheus_client import REGISTRY
+from prometheus_client.samples import Sample
 
+from memlayer import multiproc
 from memlayer.api.deps import Services
 from memlayer.api.openapi import errors
 from memlayer.cache import RequestCounts
+from memlayer.metrics import sample_total, service_samples
 
 router = APIRouter(prefix="/ops", tags=["ops"])
 
 
-Samples = list[Any]
-
-
-def _samples() -> Samples:
-    """Every sample of the registry, collected once per summary."""
-    return [sample for family in REGISTRY.collect() for sample in family.samples]
-
-
-def _sum(samples: Samples, metric: str, **labels: str) -> float:
-    return sum(
-        s.value
-        for s in samples
-        if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items())
-    )
-
-
-def _quantile(samples: Samples, source: str, q: float) -> float | None:
+def _quantile(samples: list[Sample], source: str, q: float) -> float | None:
     """Approximate a latency quantile from the histogram's cumulative buckets."""
     buckets = sorted(
         (float(s.labels["le"]), s.value)
@@ -43,19 +33,18 @@ def _quantile(samples: Samples, source: str, q: float) -> float | None:
     return next(bound for bound, count in buckets if count >= target)
 
 
-def summary_numbers() -> dict[str, Any]:
-    samples = _samples()
-    requests = RequestCounts.now()
+def summary_numbers(samples: list[Sample]) -> dict[str, Any]:
+    requests = RequestCounts.from_samples(samples)
     return {
         "cache_requests": requests.by_result(),
         "hit_ratio": requests.hit_ratio,
-        "db_queries_total": _sum(samples, "memlayer_db_queries_total"),
+        "db_queries_total": sample_total(samples, "memlayer_db_queries_total"),
         "fills": {
-            o: _sum(samples, "memlayer_cache_fills_total", outcome=o)
+            o: sample_total(samples, "memlayer_cache_fills_total", outcome=o)
             for o in ("stored", "stale_refused", "lease_lost")
         },
         "writes": {
-            o: _sum(samples, "memlayer_memory_writes_total", outcome=o)
+            o: sample_total(samples, "memlayer_memory_writes_total", outcome=o)
             for o in ("ok", "rejected", "error")
         },
         "load_latency_seconds": {
@@ -65,7 +54,7 @@ def summary_numbers() -> dict[str, Any]:
             }
             for source in ("cache", "database")
         },
-        "ws_sessions_active": _sum(samples, "memlayer_ws_sessions_active"),
+        "ws_sessions_active": sample_total(samples, "memlayer_ws_sessions_active"),
     }
 
 
@@ -75,6 +64,17 @@ def summary_numbers() -> dict[str, Any]:
     responses=errors(),
 )
 async def summary(services: Services) -> dict[str, Any]:
-    numbers = summary_numbers()
-    numbers["breaker_open"] = services.cache.breaker_open
+    """Numbers of every worker of the service; ``breaker_open`` if any worker's is open."""
+    samples = service_samples()
+    numbers = summary_numbers(samples)
+    if multiproc.metrics_dir() is None:
+        # One process: its own cache is the service's (the gauge is process-global, and
+        # tests run several caches in one process).
+        workers, breaker_open = 1, int(services.cache.breaker_open)
+    else:
+        workers = int(sample_total(samples, "memlayer_api_workers"))
+        breaker_open = int(sample_total(samples, "memlayer_cache_breaker_open"))
+    numbers["workers"] = workers
+    numbers["workers_breaker_open"] = breaker_open
+    numbers["breaker_open"] = breaker_open > 0
     return numbers

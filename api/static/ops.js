@@ -1,5 +1,6 @@
 // The SRE page: polls /api/v1/ops/summary and turns the cumulative counters it returns into
-// rates (DB queries per second, hit ratio per refresh interval) on the client.
+// rates (DB queries per second, hit ratio per refresh interval) on the client. The summary
+// covers the whole service: every worker of `memlayer serve --workers N`, whichever answers.
 
 import { SOURCE_LABELS } from "./labels.js";
 
@@ -73,9 +74,16 @@ function render(summary, now) {
   }
   $("db-total").textContent = `누적 ${numberFormat.format(summary.db_queries_total)}회`;
 
+  const workers = summary.workers ?? 1;
+  const opened = summary.workers_breaker_open ?? (summary.breaker_open ? 1 : 0);
   const breaker = $("breaker");
-  breaker.textContent = summary.breaker_open ? "열림" : "닫힘 (정상)";
-  breaker.dataset.state = summary.breaker_open ? "open" : "closed";
+  breaker.textContent = opened === 0 ? "닫힘 (정상)" : workers > 1 ? `열림 (${opened}/${workers})` : "열림";
+  breaker.dataset.state = opened === 0 ? "closed" : "open";
+  $("breaker-detail").textContent =
+    opened === 0
+      ? "모든 워커가 Redis를 사용 중"
+      : `워커 ${workers}개 중 ${opened}개가 Redis를 건너뛰고 DB에서 읽는 중`;
+  $("workers").textContent = numberFormat.format(workers);
   $("ws-active").textContent = numberFormat.format(summary.ws_sessions_active);
 
   $("latency").replaceChildren(

@@ -48,7 +48,7 @@ def _fmt_bytes(value: int | None) -> str:
 
 
 def _served_summary(url: str) -> dict[str, Any] | None:
-    """The serving process's own numbers (hit ratio, breaker), if one answers at ``url``."""
+    """The serving service's numbers (every worker's), if one answers at ``url``."""
     try:
         with urllib.request.urlopen(f"{url}/api/v1/ops/summary", timeout=2) as response:
             summary = json.loads(response.read())
@@ -75,6 +75,15 @@ def _fmt_ratio(requests: RequestCounts) -> str:
     return f"{ratio:.2%}  ({requests.hits:,.0f} of {requests.lookups:,.0f} lookups)"
 
 
+def _fmt_breaker(summary: dict[str, Any]) -> str:
+    """Closed, or open on how many of the service's workers."""
+    if not summary.get("breaker_open"):
+        return "closed"
+    workers = summary.get("workers")
+    opened = summary.get("workers_breaker_open")
+    return "OPEN" if workers is None else f"OPEN on {opened} of {workers} workers"
+
+
 async def stats(settings: Settings, server_url: str) -> int:
     async with _opened(settings) as (_db, cache, _service):
         reachable = await cache.ping()
@@ -92,7 +101,8 @@ async def stats(settings: Settings, server_url: str) -> int:
         rows.append(("breaker (this CLI)", s.breaker_state))
     else:
         rows.append(("hit ratio", f"{_fmt_ratio(_served_requests(served))}  {server_url}"))
-        rows.append(("breaker (server)", "OPEN" if served.get("breaker_open") else "closed"))
+        rows.append(("workers (server)", str(served.get("workers", "n/a"))))
+        rows.append(("breaker (server)", _fmt_breaker(served)))
     print("  memlayer cache stats")
     print("  " + "─" * 40)
     for name, value in rows:

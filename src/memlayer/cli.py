@@ -28,18 +28,39 @@ def _migrate(_args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run(
-        "memlayer.api.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        log_level=get_settings().log_level.lower(),
-        proxy_headers=True,
-        ws_max_size=64 * 1024,
-        # Longer than clients and load balancers keep idle connections (60 s is common):
-        # the server must not close one at the moment a client reuses it.
-        timeout_keep_alive=65,
-    )
+    from memlayer import multiproc
+    from memlayer.api.serving import UVICORN_OPTIONS
+
+    settings = get_settings()
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1 and (settings.embedded or settings.redis_url is None):
+        print(
+            "error: --workers needs MEMLAYER_DATABASE_URL and MEMLAYER_REDIS_URL: the "
+            "embedded mode's SQLite file and in-process Redis stand-in belong to one "
+            "process. Configure the real services, or serve with one worker.",
+            file=sys.stderr,
+        )
+        return 2
+    # Workers inherit the directory through the environment; it must be set before they
+    # import prometheus_client (uvicorn spawns them fresh).
+    with multiproc.prepared_dir(args.workers) as metrics_dir:
+        if metrics_dir is not None:
+            log.info(
+                "memlayer serve: %d worker(s), Prometheus multiprocess metrics in %s",
+                args.workers,
+                metrics_dir,
+            )
+        uvicorn.run(
+            "memlayer.api.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=settings.log_level.lower(),
+            **UVICORN_OPTIONS,
+        )
     return 0
 
 
@@ -77,6 +98,40 @@ def _bench(args: argparse.Namespace) -> int:
             stampede=args.stampede,
         )
     )
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    import asyncio
+
+    for noisy in ("httpx", "alembic"):  # a line per request, per plugin and migration step
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    from memlayer.chaos.faults import FaultKind
+    from memlayer.chaos.run import ChaosOptions, run_chaos
+
+    try:
+        kinds = tuple(FaultKind(k.strip()) for k in args.faults.split(",") if k.strip())
+    except ValueError:
+        print(
+            f"error: --faults takes a comma-separated list of {', '.join(FaultKind)}",
+            file=sys.stderr,
+        )
+        return 2
+    options = ChaosOptions(
+        processes=args.processes,
+        users=args.users,
+        writers=args.writers,
+        readers=args.readers,
+        duration=args.duration,
+        fault_every=args.fault_every,
+        faults=kinds,
+        partition_seconds=args.partition_seconds,
+        progress_every=args.progress_every,
+        bound=args.bound,
+        seed=args.seed,
+        keep=args.keep,
+    )
+    return asyncio.run(run_chaos(get_settings(), options))
 
 
 def _bench_sessions(args: argparse.Namespace) -> int:
@@ -121,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API (uvicorn)")
     serve.add_argument("--host", default=get_settings().host)
     serve.add_argument("--port", type=int, default=get_settings().port)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (needs Postgres and Redis when above 1); "
+        "/metrics and the ops summary add up every worker",
+    )
     serve.set_defaults(func=_serve)
 
     migrate = sub.add_parser("migrate", help="upgrade the configured database to head")
@@ -144,6 +206,37 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--runs", type=int, default=3)
     bench.add_argument("--stampede", type=int, default=500)
     bench.set_defaults(func=_bench)
+
+    chaos = sub.add_parser(
+        "chaos",
+        help="several serve processes under readers, writers and injected faults; "
+        "checks every read against the acknowledged writes (exit 1 on a stale read)",
+        description="Starts its own redis-server and --processes `memlayer serve` processes "
+        "(a database of its own on MEMLAYER_DATABASE_URL's server, dropped afterwards), each "
+        "behind TCP proxies it owns, and injects faults on a schedule. See docs/runbook.md.",
+    )
+    chaos.add_argument("--processes", type=int, default=3, help="serve processes")
+    chaos.add_argument("--users", type=int, default=40)
+    chaos.add_argument("--writers", type=int, default=4, help="writer tasks (own the users)")
+    chaos.add_argument("--readers", type=int, default=8, help="reader tasks")
+    chaos.add_argument("--duration", type=float, default=60.0, help="seconds")
+    chaos.add_argument("--fault-every", type=float, default=10.0, help="seconds between faults")
+    chaos.add_argument(
+        "--faults",
+        default="partition,kill,redis-restart,commit-failure",
+        help="fault kinds, injected in this order, cycling ('' for none)",
+    )
+    chaos.add_argument("--partition-seconds", type=float, default=4.0)
+    chaos.add_argument("--progress-every", type=float, default=5.0, help="seconds")
+    chaos.add_argument(
+        "--bound",
+        type=float,
+        default=None,
+        help="staleness bound in seconds (default: MEMLAYER_COHERENCE_BOUND_MS)",
+    )
+    chaos.add_argument("--seed", type=int, default=None, help="for a repeatable schedule")
+    chaos.add_argument("--keep", action="store_true", help="keep logs and Redis files")
+    chaos.set_defaults(func=_chaos)
 
     sessions = sub.add_parser(
         "bench-sessions",

@@ -181,6 +181,7 @@ async def test_ops_page_shows_the_hit_ratio(
     await page.goto("/ops")
     await expect(page.locator("#hit-ratio")).to_have_text(re.compile(r"^\d{1,3}\.\d%$"))
     await expect(page.locator("#breaker")).to_have_text("닫힘 (정상)")
+    await expect(page.locator("#workers")).to_have_text("1")  # the test server: one process
     await expect(page.locator("#latency tr")).to_have_count(2)
     await expect(page.locator("#latency")).to_contain_text("캐시 (cache)")
     await expect(page.locator("#db-total")).to_contain_text("누적")

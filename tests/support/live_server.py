@@ -7,6 +7,7 @@ import asyncio
 import uvicorn
 
 from memlayer.api.app import create_app
+from memlayer.api.serving import UVICORN_OPTIONS
 from memlayer.settings import Settings
 
 
@@ -20,6 +21,7 @@ class LiveServer:
             log_level=log_level,
             lifespan="on",
             ws="websockets-sansio",
+            **UVICORN_OPTIONS,  # as `memlayer serve` runs it (keep-alive, frame size)
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

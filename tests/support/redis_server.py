@@ -1,115 +1,40 @@
-"""redis-server processes a test session owns: one launcher for every suite that needs one.
+"""redis-server processes a test session owns, on the package's one launcher.
 
 The shared Redis at MEMLAYER_TEST_REDIS_URL serves every suite at once, so nothing may
-kill, hang or reconfigure it. Tests that need to do that to Redis (outages) or need a
-topology of their own (a cluster) start their own servers here, on free loopback ports,
-and stop exactly those processes, by the handle that started them.
+kill, hang or reconfigure it. Tests that need to do that to Redis (outages, a restart from
+an older snapshot) or need a topology of their own (a cluster) start their own servers
+with ``memlayer.chaos.redis_server`` (the chaos run uses the same one), on free loopback
+ports, and stop exactly those processes, by the handle that started them.
 """
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
+from memlayer.chaos import redis_server
+from memlayer.chaos.redis_server import RedisServer, free_port, wait_for
 
-def free_port(*, with_bus: bool = False) -> int:
-    """A free loopback port (and port+10000 for a cluster bus when asked)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if not with_bus:
-            return port
-        if port + 10000 < 65536:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port + 10000))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Bounded polling for an external process to become ready (not test synchronisation)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
+__all__ = [
+    "RedisServer",
+    "free_port",
+    "require_redis_binaries",
+    "running_cluster",
+    "running_redis",
+    "wait_for",
+]
 
 
 def require_redis_binaries() -> None:
     """Fail (never skip) with what to install when the Redis binaries are missing."""
-    missing = [tool for tool in ("redis-server", "redis-cli") if shutil.which(tool) is None]
-    if missing:
-        pytest.fail(
-            f"{' and '.join(missing)} not found: install Redis (apt-get install redis-server)",
-            pytrace=False,
-        )
-
-
-class RedisServer:
-    """One redis-server on a free loopback port; no persistence.
-
-    ``port``: start on this port (a restart of a server the test stopped). Its RDB file
-    is ``dump_path``: nothing is saved unless the test sends SAVE, and a restart loads
-    whatever file is there (a restore from an older snapshot).
-    """
-
-    def __init__(self, workdir: Path, *, cluster: bool = False, port: int | None = None) -> None:
-        self.port = port if port is not None else free_port(with_bus=cluster)
-        self.dump_path = workdir / f"dump-{self.port}.rdb"
-        args = [
-            "redis-server",
-            *("--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "no"),
-            *("--save", "", "--appendonly", "no", "--dir", str(workdir)),
-            *("--dbfilename", self.dump_path.name),
-        ]
-        if cluster:
-            args += [
-                *("--cluster-enabled", "yes", "--cluster-node-timeout", "2000"),
-                *("--cluster-config-file", str(workdir / f"nodes-{self.port}.conf")),
-            ]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def cli(self, *args: str) -> str:
-        done = subprocess.run(
-            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        return done.stdout
-
-    def wait_ready(self) -> None:
-        wait_for(lambda: self.cli("ping").strip() == "PONG", f"redis-server on :{self.port}")
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    def stop(self) -> None:
-        """Stop this process (by its own handle: never by name)."""
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=10)
+    try:
+        redis_server.require_redis_binaries()
+    except redis_server.RedisBinariesMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @contextmanager

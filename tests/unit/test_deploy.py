@@ -52,6 +52,7 @@ GAUGES = {
     "memlayer_ws_sessions_active",
     "memlayer_cache_outbox_backlog",
     "memlayer_cache_outbox_oldest_age_seconds",
+    "memlayer_api_workers",
     "up",
 }
 HISTOGRAMS = {
@@ -365,7 +366,8 @@ def test_every_dashboard_panel_queries_an_exported_metric(dashboard):
             r"\(rate\(memlayer_memory_load_seconds_bucket",
         ),
         ("db queries by op", r"sum by \(op\) \(rate\(memlayer_db_queries_total"),
-        ("breaker state", r"memlayer_cache_breaker_open"),
+        ("workers with the breaker open", r"sum by \(instance\) \(memlayer_cache_breaker_open"),
+        ("api workers", r"memlayer_api_workers"),
         ("write outcomes", r"sum by \(outcome\) \(rate\(memlayer_memory_writes_total"),
         ("websocket sessions", r"memlayer_ws_sessions_active"),
         ("http request rate", r"rate\(http_requests_total"),
