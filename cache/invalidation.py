@@ -36,7 +36,7 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -137,7 +137,7 @@ class InvalidationLink:
 
     def __init__(
         self,
-        client: Redis,
+        connect: Callable[[], Redis],
         prefix: str,
         *,
         check_interval_s: float,
@@ -146,9 +146,9 @@ class InvalidationLink:
         backoff_max_s: float,
         probes: ProbeObserver | None = None,
     ) -> None:
-        """``client``: a client of its own (``for_url``), used for nothing else; the
-        link owns it and closes it."""
-        self._client = client
+        """``connect``: a new client of one connection for each establishment (``for_url``);
+        the link closes each one when that establishment ends."""
+        self._connect = connect
         self._prefixes = tracked_prefixes(prefix)
         self._parser = KeyParser(prefix)
         self._interval = check_interval_s
@@ -158,6 +158,7 @@ class InvalidationLink:
         self._probes = probes
         self._subscribers: list[LinkSubscriber] = []
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._pubsub: PubSub | None = None
         self._established = asyncio.Event()
         self._client_id: int | None = None
@@ -166,28 +167,32 @@ class InvalidationLink:
 
     @classmethod
     def for_url(cls, url: str, prefix: str, settings: Settings, **kwargs: Any) -> InvalidationLink:
-        """A link on a connection of its own to the Redis at ``url`` (never the app's pool:
+        """A link on connections of its own to the Redis at ``url`` (never the app's pool:
         a tracking connection must not be handed to another caller)."""
-        pool = ConnectionPool.from_url(
-            url,
-            max_connections=1,
-            protocol=2,
-            decode_responses=False,
-            socket_connect_timeout=settings.redis_connect_timeout_ms / 1000,
-            socket_timeout=settings.near_cache_link_timeout_ms / 1000,
-            health_check_interval=0,
-            # No retries, and no error is "retryable": redis-py's retry path reconnects
-            # the socket before re-raising, which would leave a subscribed connection
-            # without tracking.
-            retry=Retry(NoBackoff(), 0, supported_errors=()),
-        )
+
+        def connect() -> Redis:
+            pool = ConnectionPool.from_url(
+                url,
+                max_connections=1,
+                protocol=2,
+                decode_responses=False,
+                socket_connect_timeout=settings.redis_connect_timeout_ms / 1000,
+                socket_timeout=settings.near_cache_link_timeout_ms / 1000,
+                health_check_interval=0,
+                # No retries, and no error is "retryable": redis-py's retry path
+                # reconnects the socket before re-raising, which would leave a
+                # subscribed connection without tracking.
+                retry=Retry(NoBackoff(), 0, supported_errors=()),
+            )
+            return Redis(connection_pool=pool)
+
         defaults: dict[str, Any] = {
             "check_interval_s": settings.near_cache_link_check_ms / 1000,
             "check_timeout_s": settings.near_cache_link_timeout_ms / 1000,
             "backoff_initial_s": settings.near_cache_reconnect_initial_ms / 1000,
             "backoff_max_s": settings.near_cache_reconnect_max_ms / 1000,
         }
-        return cls(Redis(connection_pool=pool), prefix, **(defaults | kwargs))
+        return cls(connect, prefix, **(defaults | kwargs))
 
     # ------------------------------------------------------------- lifecycle
 
@@ -201,13 +206,13 @@ class InvalidationLink:
             self._task.add_done_callback(_log_crash)
 
     async def aclose(self) -> None:
-        """Stop listening; subscribers hear "lost" first. Closes the link's own client."""
+        """Stop listening and close the link's connection; subscribers hear "lost" first."""
+        self._closing = True  # ends the loop even where a library swallows the cancel
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._client.aclose()
 
     @property
     def established(self) -> bool:
@@ -248,8 +253,9 @@ class InvalidationLink:
     async def _run(self) -> None:
         attempt = 0
         try:
-            while True:
-                pubsub = self._client.pubsub()
+            while not self._closing:
+                client = self._connect()
+                pubsub = client.pubsub()
                 try:
                     await self._establish(pubsub)
                     attempt = 0
@@ -259,13 +265,14 @@ class InvalidationLink:
                 finally:
                     self._lose("closed")
                     self._pubsub = None
-                    await self._close_quietly(pubsub)
+                    await self._close_quietly(pubsub, client)
+                if self._closing:
+                    return
                 attempt += 1
                 ceiling = min(self._backoff_max, self._backoff_initial * 2 ** min(attempt, 30))
                 await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
-        except asyncio.CancelledError:
+        finally:
             self._lose("closed")
-            raise
 
     async def _establish(self, pubsub: PubSub) -> None:
         async with asyncio.timeout(self._timeout * 4):
@@ -305,7 +312,7 @@ class InvalidationLink:
     async def _listen(self, pubsub: PubSub) -> None:
         loop = asyncio.get_running_loop()
         pings = self._pings
-        while True:
+        while not self._closing:
             if pings:
                 wait = max(0.0, pings[0][0] + self._timeout - loop.time())
             else:
@@ -368,9 +375,12 @@ class InvalidationLink:
                 done.exception()  # retrieved: its barrier may have given up already
 
     @staticmethod
-    async def _close_quietly(pubsub: PubSub) -> None:
+    async def _close_quietly(pubsub: PubSub, client: Redis) -> None:
+        """Close this establishment's connection (bounded: nothing here may hang a close)."""
         with contextlib.suppress(*REDIS_ERRORS):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            async with asyncio.timeout(1.0):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await client.aclose()
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

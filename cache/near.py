@@ -165,8 +165,8 @@ class NearCache(Generic[V]):
         self._entries = _Entries(max_bytes, getsizeof=_entry_size)
         # The race between reads and invalidations (see FillTicket): ``_seq`` counts
         # invalidations; ``_invalidated_at`` keeps, for keys with a read out only, the
-        # ``_seq`` of their last invalidation; ``_epoch`` changes on every drop and on
-        # every change of serving, voiding every ticket taken before.
+        # ``_seq`` of their last invalidation; ``_epoch`` changes on every drop, voiding
+        # every ticket taken before.
         self._seq = 0
         self._epoch = 0
         self._pending: dict[NearKey, int] = {}
@@ -351,10 +351,9 @@ class NearCache(Generic[V]):
     # ------------------------------------------------------------------ sizes
 
     def _serving_changed(self) -> None:
-        serving = self._link_up and self._tier_ok
-        if serving != self._serving:
-            self._serving = serving
-            self._epoch += 1  # a ticket taken before a change of serving is void
+        # No epoch change needed: every loss of serving comes with a drop, and a ticket
+        # taken while not serving is never valid.
+        self._serving = self._link_up and self._tier_ok
 
     def _sizes_changed(self) -> None:
         metrics.ENTRIES.set(len(self._entries))
@@ -370,6 +369,11 @@ class NearCache(Generic[V]):
     def bytes_used(self) -> int:
         """The sum of the encoded sizes of the entries held (what ``max_bytes`` bounds)."""
         return int(self._entries.currsize)
+
+    @property
+    def keys_with_open_tickets(self) -> int:
+        """Keys with a read out (bounded by concurrent reads; a leak would show here)."""
+        return len(self._pending)
 
     @property
     def max_entries(self) -> int:

@@ -60,8 +60,8 @@ def require_redis_binaries() -> None:
 class RedisServer:
     """One redis-server on a free loopback port; no persistence."""
 
-    def __init__(self, workdir: Path, *, cluster: bool = False) -> None:
-        self.port = free_port(with_bus=cluster)
+    def __init__(self, workdir: Path, *, cluster: bool = False, port: int | None = None) -> None:
+        self.port = port if port is not None else free_port(with_bus=cluster)
         args = [
             "redis-server",
             *("--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "no"),
