@@ -174,9 +174,7 @@ async def test_client_kill_of_the_link_is_a_loss_and_the_link_comes_back(
     assert recorder.events == ["established", "lost", "established"]
 
 
-async def test_flushall_drops_the_near_cache(
-    make_link: LinkFactory, own_redis_port: int
-) -> None:
+async def test_flushall_drops_the_near_cache(make_link: LinkFactory, own_redis_port: int) -> None:
     url = f"redis://127.0.0.1:{own_redis_port}/0"
     link, recorder = make_link(url)
     near = near_cache()
