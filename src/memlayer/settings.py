@@ -109,10 +109,11 @@ class Settings(BaseSettings):
     )
     near_cache_max_entries: int = Field(default=10_000, gt=0)
     near_cache_max_bytes: int = Field(
-        default=32 * 1024 * 1024,
+        default=16 * 1024 * 1024,
         gt=0,
-        description="Bound on the summed encoded size of the entries; the decoded objects "
-        "take a few times that (measured ~4x for a 5-memory context).",
+        description="Bound on the summed encoded size of the entries. Process memory is "
+        "about 5x this: each entry keeps its encoded bytes (for the decoded memo) and the "
+        "decoded objects, measured at ~4x the encoded size for a 5-memory context.",
     )
     near_cache_max_age_seconds: float = Field(
         default=60.0,
