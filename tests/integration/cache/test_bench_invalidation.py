@@ -25,6 +25,9 @@ async def test_the_lag_bench_reports_both_mechanisms(capsys: pytest.CaptureFixtu
 
 
 async def test_the_lag_bench_needs_a_standalone_redis() -> None:
-    assert await run_bench_invalidation(
-        Settings(redis_url=None), writes=1, interval_ms=1.0, modes=["tracking"]
-    ) == 2
+    assert (
+        await run_bench_invalidation(
+            Settings(redis_url=None), writes=1, interval_ms=1.0, modes=["tracking"]
+        )
+        == 2
+    )
