@@ -58,21 +58,14 @@ def require_redis_binaries() -> None:
 
 
 class RedisServer:
-    """One redis-server on a free loopback port; no persistence.
+    """One redis-server on a free loopback port; no persistence."""
 
-    ``port``: start on this port (a restart of a server the test stopped). Its RDB file
-    is ``dump_path``: nothing is saved unless the test sends SAVE, and a restart loads
-    whatever file is there (a restore from an older snapshot).
-    """
-
-    def __init__(self, workdir: Path, *, cluster: bool = False, port: int | None = None) -> None:
-        self.port = port if port is not None else free_port(with_bus=cluster)
-        self.dump_path = workdir / f"dump-{self.port}.rdb"
+    def __init__(self, workdir: Path, *, cluster: bool = False) -> None:
+        self.port = free_port(with_bus=cluster)
         args = [
             "redis-server",
             *("--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "no"),
             *("--save", "", "--appendonly", "no", "--dir", str(workdir)),
-            *("--dbfilename", self.dump_path.name),
         ]
         if cluster:
             args += [
@@ -97,10 +90,6 @@ class RedisServer:
 
     def wait_ready(self) -> None:
         wait_for(lambda: self.cli("ping").strip() == "PONG", f"redis-server on :{self.port}")
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
 
     def stop(self) -> None:
         """Stop this process (by its own handle: never by name)."""

@@ -220,26 +220,36 @@ async def test_a_silent_partition_is_caught_by_the_liveness_ping(
 async def test_a_redis_restart_drops_the_near_cache_until_the_link_is_back(
     make_link: LinkFactory, tmp_path: Path
 ) -> None:
-    server = RedisServer(tmp_path)
+    # The link reaches Redis at one address (a proxy of ours); the restart is a server
+    # stopped and a new, empty one answering at that address.
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = RedisServer(tmp_path / "first")
+    proxy = await ChaosProxy(first.port).start()
+    second: RedisServer | None = None
     try:
-        server.wait_ready()
-        link, recorder = make_link(server.url)
+        first.wait_ready()
+        link, recorder = make_link(proxy.url)
         near = near_cache()
         link.subscribe(near)
         await established(link)
         context = make_context(5, version=1)
         near.plant((CONTEXT_FAMILY, 5), context, encode(context), GEN)
 
-        server.stop()
+        first.stop()
         await asyncio.wait_for(recorder.lost.wait(), WAIT_S)
         assert len(near) == 0 and not near.serving
 
-        server = RedisServer(tmp_path, port=server.port)  # restarted, empty
-        server.wait_ready()
+        second = RedisServer(tmp_path / "second")
+        second.wait_ready()
+        proxy.upstream_port = second.port
         await asyncio.wait_for(link.wait_established(), WAIT_S)
         assert near.serving
     finally:
-        server.stop()
+        await proxy.aclose()
+        first.stop()
+        if second is not None:
+            second.stop()
 
 
 # ----------------------------------------------------------------- re-checks
