@@ -13,9 +13,15 @@ must have its per-address abuse limits raised (``MEMLAYER_RATE_LIMIT_REGISTER``,
 
 WebSocket turns are reported to Locust as request type ``WS`` (``connect``, ``turn``,
 ``memory_loaded``) so they get percentiles and failures like HTTP requests. While the test
-runs, the master (or the single local process) scrapes the service's ``/metrics`` and shows
+runs, the master (or the single local process) reads the service's ops summary and shows
 the cache hit ratio and Postgres queries/s in the log, in a "memlayer" tab of the web UI
 (and as JSON at ``/memlayer``), and in a summary when Locust quits.
+
+The modules beside this file: ``load_options`` (the ``--memlayer-*`` options),
+``service_watch`` (the watcher and its wiring into Locust's events), ``web_tab`` (the web
+UI tab), ``service_counters`` (rates between two ops summaries), ``tally`` (memory sources
+per persona across workers), ``popularity`` (the Zipf choice of returning users) and
+``smoke`` (a headless run from tests and scripts).
 
 Run ``python loadtests/locustfile.py`` to drive one ReturningUser in a debugger.
 """
@@ -30,7 +36,6 @@ import locust  # noqa: F401
 
 import csv
 import json
-import logging
 import os
 import random
 import secrets
@@ -43,22 +48,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-import gevent
-import requests
 import websocket
-from flask import Response, jsonify, request
+from load_options import option
 from locust import HttpUser, between, events, run_single_user, tag, task
-from locust.env import Environment
 from locust.exception import StopUser
-from locust.runners import MasterRunner, WorkerRunner
 from popularity import ZipfPicker
-from promscrape import ServiceCounters, Window, format_ratio, window
+from service_watch import LiveView
 from tally import MemorySourceTally
 
-log = logging.getLogger("memlayer.load")
-
 API = "/api/v1"
-REPORT_KEY = "memlayer_memory_sources"
 
 # Real-estate questions like the assistant's users ask (irrelevant ones skip memory by
 # design, so they would not exercise the cache).
@@ -74,65 +72,11 @@ QUERIES = (
 )
 
 
-# --- options ---------------------------------------------------------------------------
-
-
-@events.init_command_line_parser.add_listener
-def _add_options(parser: Any, **_: Any) -> None:
-    # On the parser itself: its argument groups lack Locust's web-UI keywords.
-    parser.add_argument(
-        "--memlayer-credentials",
-        default="loadtests/credentials.csv",
-        env_var="MEMLAYER_LOCUST_CREDENTIALS",
-        help="CSV of seeded users (email,password,user_id) for ReturningUser.",
-    )
-    parser.add_argument(
-        "--memlayer-zipf",
-        type=float,
-        default=1.1,
-        env_var="MEMLAYER_LOCUST_ZIPF",
-        help="Popularity skew of returning users: 0 is uniform, ~1 is web-like.",
-    )
-    parser.add_argument(
-        "--memlayer-turns",
-        type=int,
-        default=3,
-        env_var="MEMLAYER_LOCUST_TURNS",
-        help="Chat turns per returning-user session.",
-    )
-    parser.add_argument(
-        "--memlayer-turn-timeout",
-        type=float,
-        default=30.0,
-        env_var="MEMLAYER_LOCUST_TURN_TIMEOUT",
-        help="Seconds a WebSocket turn may take before it counts as failed.",
-    )
-    parser.add_argument(
-        "--memlayer-scrape-interval",
-        type=float,
-        default=5.0,
-        env_var="MEMLAYER_LOCUST_SCRAPE_INTERVAL",
-        help="Seconds between scrapes of the service's /metrics (0 turns scraping off).",
-    )
-    parser.add_argument(
-        "--memlayer-report",
-        default="",
-        env_var="MEMLAYER_LOCUST_REPORT",
-        include_in_web_ui=False,
-        help="Write a JSON summary (memory sources per persona, hit ratio, db q/s) on quit.",
-    )
-
-
-def _option(environment: Environment, name: str, default: Any) -> Any:
-    """An option's value; run_single_user and bare Environments may not have parsed any."""
-    options = environment.parsed_options
-    value = getattr(options, name, None) if options is not None else None
-    return default if value is None else value
-
-
 # --- the personas ----------------------------------------------------------------------
 
+# Which tier served each persona's memory; the master shows it next to the service's numbers.
 SOURCES = MemorySourceTally()
+LiveView(SOURCES).attach(events)
 
 
 class ChatFailed(Exception):
@@ -141,14 +85,7 @@ class ChatFailed(Exception):
 
 class SocketClosed(ChatFailed):
     def __init__(self, code: int | None, reason: str = "") -> None:
-        self.code = code
         super().__init__(f"socket closed by server (code {code}) {reason}".strip())
-
-
-@dataclass
-class TurnResult:
-    events: list[dict[str, Any]]
-    received_bytes: int
 
 
 class ChatUser(HttpUser):
@@ -163,31 +100,49 @@ class ChatUser(HttpUser):
     def auth(self, token: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}"} if token else {}
 
-    def start_session(self, token: str | None) -> str | None:
-        with self.client.post(
-            f"{API}/chat/start",
-            json={"metadata": {"persona": self.persona, "client": "locust"}},
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        expect: int,
+        token: str | None = None,
+        body: dict[str, Any] | None = None,
+        field: str | None = None,
+    ) -> dict[str, Any] | None:
+        """One API call, reported under its path without the query string.
+
+        Its JSON answer; ``None`` (and a failure in Locust's stats) for another status than
+        ``expect`` or an answer without ``field``.
+        """
+        with self.client.request(
+            method,
+            f"{API}{path}",
+            json=body,
             headers=self.auth(token),
-            name=f"{API}/chat/start",
+            name=f"{API}{path.partition('?')[0]}",
             catch_response=True,
         ) as response:
-            if response.status_code != 201:
-                response.failure(f"expected 201, got {response.status_code}")
+            if response.status_code != expect:
+                response.failure(f"expected {expect}, got {response.status_code}")
                 return None
-            session_id = _json(response).get("session_id")
-            if not session_id:
-                response.failure("no session_id in the answer")
+            answer = _json(response)
+            if field is not None and not answer.get(field):
+                response.failure(f"no {field} in the answer")
                 return None
-            return str(session_id)
+            return answer
 
-    def get_json(self, path: str, token: str | None, name: str) -> dict[str, Any] | None:
-        with self.client.get(
-            path, headers=self.auth(token), name=name, catch_response=True
-        ) as response:
-            if response.status_code != 200:
-                response.failure(f"expected 200, got {response.status_code}")
-                return None
-            return _json(response)
+    def start_session(self, token: str | None) -> str | None:
+        metadata = {"persona": self.persona, "client": "locust"}
+        answer = self.call(
+            "POST",
+            "/chat/start",
+            expect=201,
+            token=token,
+            body={"metadata": metadata},
+            field="session_id",
+        )
+        return str(answer["session_id"]) if answer else None
 
     # --- WebSocket -----------------------------------------------------------------
 
@@ -197,20 +152,17 @@ class ChatUser(HttpUser):
         path = f"{parts.path.rstrip('/')}{API}/chat/ws/{session_id}"
         return urlunsplit((scheme, parts.netloc, path, "", ""))
 
-    def chat(self, session_id: str, token: str | None, turns: int) -> int:
-        """Hold one WebSocket conversation; returns the number of turns that succeeded."""
-        timeout = float(_option(self.environment, "memlayer_turn_timeout", 30.0))
-        done = 0
+    def chat(self, session_id: str, token: str | None, turns: int) -> None:
+        """Hold one WebSocket conversation of up to ``turns`` questions."""
+        timeout = float(option(self.environment, "memlayer_turn_timeout", 30.0))
         with self._socket(session_id, token, timeout) as ws:
             if ws is None:
-                return 0
+                return
             for n in range(turns):
                 if n:
                     self.wait()  # a person reads the answer and types the next question
                 if not self.turn(ws, random.choice(QUERIES), timeout):
                     break  # a broken conversation does not go on
-                done += 1
-        return done
 
     @contextmanager
     def _socket(
@@ -313,7 +265,7 @@ class ReturningUser(ChatUser):
     token_max_age: ClassVar[float] = 30 * 60
 
     def on_start(self) -> None:
-        path = str(_option(self.environment, "memlayer_credentials", "loadtests/credentials.csv"))
+        path = str(option(self.environment, "memlayer_credentials", "loadtests/credentials.csv"))
         self.identities = load_credentials(path)
         if not self.identities:
             self.environment.events.request.fire(
@@ -327,25 +279,24 @@ class ReturningUser(ChatUser):
                 ),
             )
             raise StopUser()
-        exponent = float(_option(self.environment, "memlayer_zipf", 1.1))
+        exponent = float(option(self.environment, "memlayer_zipf", 1.1))
         self.picker = ZipfPicker(len(self.identities), exponent)
 
     def token(self, identity: Identity) -> str | None:
         cached = self._tokens.get(identity.email)
         if cached and time.monotonic() - cached[1] < self.token_max_age:
             return cached[0]
-        with self.client.post(
-            f"{API}/auth/login",
-            json={"email": identity.email, "password": identity.password},
-            name=f"{API}/auth/login",
-            catch_response=True,
-        ) as response:
-            if response.status_code != 200:
-                response.failure(f"login failed with {response.status_code}")
-                return None
-            token = _json(response).get("access_token")
-        if token:
-            self._tokens[identity.email] = (token, time.monotonic())
+        answer = self.call(
+            "POST",
+            "/auth/login",
+            expect=200,
+            body={"email": identity.email, "password": identity.password},
+            field="access_token",
+        )
+        if answer is None:
+            return None
+        token = str(answer["access_token"])
+        self._tokens[identity.email] = (token, time.monotonic())
         return token
 
     @tag("returning", "chat")
@@ -359,7 +310,7 @@ class ReturningUser(ChatUser):
         if session_id is None:
             self._tokens.pop(identity.email, None)  # maybe an expired token: log in again
             return
-        self.chat(session_id, token, int(_option(self.environment, "memlayer_turns", 3)))
+        self.chat(session_id, token, int(option(self.environment, "memlayer_turns", 3)))
         self.browse(token)
 
     @tag("returning", "history")
@@ -371,8 +322,8 @@ class ReturningUser(ChatUser):
             self.browse(token)
 
     def browse(self, token: str) -> None:
-        self.get_json(f"{API}/chat/conversations?limit=10", token, name=f"{API}/chat/conversations")
-        self.get_json(f"{API}/memory/context?limit=5", token, name=f"{API}/memory/context")
+        self.call("GET", "/chat/conversations?limit=10", expect=200, token=token)
+        self.call("GET", "/memory/context?limit=5", expect=200, token=token)
 
 
 class NewUser(ChatUser):
@@ -386,22 +337,20 @@ class NewUser(ChatUser):
     @task
     def sign_up_and_chat(self) -> None:
         email = f"load-{uuid.uuid4().hex[:20]}@example.com"
-        with self.client.post(
-            f"{API}/auth/register",
-            json={"email": email, "password": secrets.token_urlsafe(16)},
-            name=f"{API}/auth/register",
-            catch_response=True,
-        ) as response:
-            if response.status_code != 201:
-                response.failure(f"expected 201, got {response.status_code}")
-                return
-            token = _json(response).get("access_token")
-        if not token:
+        answer = self.call(
+            "POST",
+            "/auth/register",
+            expect=201,
+            body={"email": email, "password": secrets.token_urlsafe(16)},
+            field="access_token",
+        )
+        if answer is None:
             return
+        token = str(answer["access_token"])
         session_id = self.start_session(token)
         if session_id is not None:
             self.chat(session_id, token, turns=2)
-            self.get_json(f"{API}/memory/context?limit=5", token, name=f"{API}/memory/context")
+            self.call("GET", "/memory/context?limit=5", expect=200, token=token)
 
 
 class AnonymousUser(ChatUser):
@@ -434,7 +383,6 @@ class AnonymousUser(ChatUser):
 class Identity:
     email: str
     password: str
-    user_id: str
 
 
 _credentials: dict[Path, list[Identity]] = {}
@@ -450,7 +398,7 @@ def load_credentials(path: str | os.PathLike[str]) -> list[Identity]:
         except FileNotFoundError:
             return []
         _credentials[resolved] = [
-            Identity(row["email"], row["password"], row.get("user_id") or "")
+            Identity(row["email"], row["password"])
             for row in rows
             if row.get("email") and row.get("password")
         ]
@@ -478,235 +426,6 @@ def _receive(ws: websocket.WebSocket) -> tuple[dict[str, Any], int]:
     if not isinstance(event, dict):
         raise ChatFailed(f"not an event object: {data[:80]!r}")
     return event, len(data)
-
-
-# --- watching the service while the swarm runs -------------------------------------------
-
-
-class ServiceWatcher:
-    """Scrapes ``/metrics`` every few seconds on the master (or the only process).
-
-    Keeps the latest window (since the previous scrape) and the totals since the test
-    started, and logs one line per scrape so headless runs show the numbers as they go.
-    """
-
-    def __init__(self, environment: Environment, interval: float) -> None:
-        self.environment = environment
-        self.interval = interval
-        self.baseline: tuple[float, ServiceCounters] | None = None
-        self.previous: tuple[float, ServiceCounters] | None = None
-        self.latest: Window | None = None
-        self.error: str | None = None
-        self._greenlet: gevent.Greenlet | None = None
-
-    def metrics_url(self) -> str | None:
-        host = self.environment.host
-        if not host:
-            hosts = {cls.host for cls in self.environment.user_classes if cls.host}
-            host = hosts.pop() if len(hosts) == 1 else None
-        return f"{host.rstrip('/')}/metrics" if host else None
-
-    def start(self) -> None:
-        if self.interval > 0 and self._greenlet is None:
-            self._greenlet = gevent.spawn(self._loop)
-
-    def stop(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill(block=False)
-            self._greenlet = None
-
-    def restart_baseline(self) -> None:
-        self.baseline = None
-        self.scrape()
-
-    def _loop(self) -> None:
-        while True:
-            self.scrape()
-            if self.latest is not None and self.previous is not None:
-                log.info("memlayer: %s", self.one_line())
-            gevent.sleep(self.interval)
-
-    def scrape(self) -> None:
-        url = self.metrics_url()
-        if url is None:
-            self.error = "no host to scrape"
-            return
-        try:
-            response = requests.get(url, timeout=min(max(self.interval, 1.0), 5.0))
-            response.raise_for_status()
-        except requests.RequestException as exc:
-            if self.error is None:
-                log.warning("memlayer: cannot scrape %s: %s", url, exc)
-            self.error = str(exc)
-            return
-        self.error = None
-        now, counters = time.monotonic(), ServiceCounters.from_text(response.text)
-        if self.baseline is None:
-            self.baseline = (now, counters)
-        if self.previous is not None and now > self.previous[0]:
-            self.latest = window(self.previous[1], counters, now - self.previous[0])
-        self.previous = (now, counters)
-
-    def since_start(self) -> Window | None:
-        if self.baseline is None or self.previous is None:
-            return None
-        seconds = self.previous[0] - self.baseline[0]
-        return window(self.baseline[1], self.previous[1], seconds) if seconds > 0 else None
-
-    def one_line(self) -> str:
-        latest, total = self.latest, self.since_start()
-        parts = []
-        if latest is not None:
-            parts.append(
-                f"hit ratio {format_ratio(latest.hit_ratio)} (last {latest.seconds:.0f}s), "
-                f"db {latest.db_qps:.1f} q/s"
-            )
-        if total is not None:
-            parts.append(f"since start {format_ratio(total.hit_ratio)}, db {total.db_qps:.1f} q/s")
-        return "; ".join(parts) or (self.error or "no scrape yet")
-
-    def rows(self) -> list[dict[str, str]]:
-        """The web UI's memlayer table: service numbers, then memory sources per persona."""
-        latest, total = self.latest, self.since_start()
-        rows = [
-            {"metric": "cache hit ratio (last scrape)", "value": _ratio_of(latest)},
-            {"metric": "cache hit ratio (since start)", "value": _ratio_of(total)},
-            {"metric": "postgres queries/s (last scrape)", "value": _qps_of(latest)},
-            {"metric": "postgres queries/s (since start)", "value": _qps_of(total)},
-        ]
-        if self.error:
-            rows.append({"metric": "scrape error", "value": self.error[:120]})
-        rows.extend(source_rows(SOURCES.snapshot()))
-        return rows
-
-    def summary(self) -> dict[str, Any]:
-        latest, total = self.latest, self.since_start()
-        return {
-            "metrics_url": self.metrics_url(),
-            "hit_ratio_last": latest.hit_ratio if latest else None,
-            "hit_ratio_since_start": total.hit_ratio if total else None,
-            "db_qps_last": latest.db_qps if latest else None,
-            "db_qps_since_start": total.db_qps if total else None,
-            "cache_lookups_since_start": total.cache_lookups if total else None,
-            "scrape_error": self.error,
-            "memory_sources": SOURCES.snapshot(),
-        }
-
-
-def _ratio_of(w: Window | None) -> str:
-    return format_ratio(w.hit_ratio) if w else "n/a"
-
-
-def _qps_of(w: Window | None) -> str:
-    return f"{w.db_qps:.1f}" if w else "n/a"
-
-
-def source_rows(counts: dict[str, dict[str, int]]) -> list[dict[str, str]]:
-    rows = []
-    for persona, sources in counts.items():
-        total = sum(sources.values()) or 1
-        shares = ", ".join(
-            f"{source} {n} ({n / total:.0%})" for source, n in sorted(sources.items())
-        )
-        rows.append({"metric": f"memory source: {persona}", "value": shares})
-    return rows
-
-
-def summary_table(watcher: ServiceWatcher) -> str:
-    rows = watcher.rows()
-    width = max(len(row["metric"]) for row in rows)
-    lines = ["memlayer summary", "-" * (width + 30)]
-    lines += [f"{row['metric']:<{width}}  {row['value']}" for row in rows]
-    return "\n".join(lines)
-
-
-# --- wiring into Locust's events ---------------------------------------------------------
-
-_watcher: ServiceWatcher | None = None
-
-
-@events.init.add_listener
-def _on_init(environment: Environment, **_: Any) -> None:
-    global _watcher
-    runner = environment.runner
-    if isinstance(runner, WorkerRunner):
-        # Workers run users; their memory-source counts ride along in each stats report.
-        @environment.events.report_to_master.add_listener
-        def _send_sources(client_id: str, data: dict[str, Any], **_: Any) -> None:
-            data[REPORT_KEY] = SOURCES.drain()
-
-        return
-
-    if isinstance(runner, MasterRunner):
-
-        @environment.events.worker_report.add_listener
-        def _merge_sources(client_id: str, data: dict[str, Any], **_: Any) -> None:
-            SOURCES.merge(data.get(REPORT_KEY) or {})
-
-    interval = float(_option(environment, "memlayer_scrape_interval", 5.0))
-    _watcher = ServiceWatcher(environment, interval)
-    if runner is not None:  # run_single_user has no runner and needs no dashboard
-        _watcher.start()
-    if environment.web_ui is not None:
-        _extend_web_ui(environment, _watcher)
-
-
-def _extend_web_ui(environment: Environment, watcher: ServiceWatcher) -> None:
-    web_ui = environment.web_ui
-    assert web_ui is not None
-    web_ui.template_args["extended_tabs"] = [{"title": "memlayer", "key": "memlayer"}]
-    web_ui.template_args["extended_tables"] = [
-        {
-            "key": "memlayer",
-            "structure": [
-                {"key": "metric", "title": "Metric"},
-                {"key": "value", "title": "Value"},
-            ],
-        }
-    ]
-
-    @web_ui.app.after_request
-    def _add_memlayer_rows(response: Response) -> Response:
-        if request.path != "/stats/requests" or not response.is_json:
-            return response
-        body = response.get_json()
-        body["extended_stats"] = [{"key": "memlayer", "data": watcher.rows()}]
-        response.set_data(json.dumps(body))
-        return response
-
-    @web_ui.app.route("/memlayer")
-    def _memlayer_summary() -> Response:
-        return jsonify(watcher.summary())
-
-
-@events.test_start.add_listener
-def _on_test_start(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner) or _watcher is None:
-        return
-    SOURCES.reset()
-    if _watcher.interval > 0:
-        gevent.spawn(_watcher.restart_baseline)
-
-
-@events.reset_stats.add_listener
-def _on_reset_stats(**_: Any) -> None:
-    SOURCES.reset()
-    if _watcher is not None and _watcher.interval > 0:
-        gevent.spawn(_watcher.restart_baseline)
-
-
-@events.quitting.add_listener
-def _on_quitting(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner) or _watcher is None:
-        return
-    if _watcher.interval > 0:
-        _watcher.scrape()  # the last word on the counters, after the last request
-    _watcher.stop()
-    log.info("\n%s", summary_table(_watcher))
-    report = str(_option(environment, "memlayer_report", ""))
-    if report:
-        Path(report).parent.mkdir(parents=True, exist_ok=True)
-        Path(report).write_text(json.dumps(_watcher.summary(), indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -38,13 +38,8 @@ class ZipfPicker:
 
     def __init__(self, n: int, exponent: float, rng: random.Random | None = None) -> None:
         self.n = n
-        self.exponent = exponent
-        self._weights = zipf_weights(n, exponent)
-        self._cumulative = list(itertools.accumulate(self._weights))
+        self._cumulative = list(itertools.accumulate(zipf_weights(n, exponent)))
         self._rng = rng or random.Random()
-
-    def probability(self, rank: int) -> float:
-        return self._weights[rank]
 
     def pick(self) -> int:
         # The last cumulative weight may be 0.99999…: clamp so a draw above it stays in range.

@@ -182,7 +182,7 @@ def run_locust(
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=timeout or _seconds(run_time) + 60,
+        timeout=timeout or time_span_seconds(run_time) + 60,
         check=False,
     )
     (workdir / "locust.log").write_text(completed.stdout + completed.stderr)
@@ -241,7 +241,7 @@ def _float(value: str) -> float:
         return float("nan")
 
 
-def _seconds(run_time: str) -> float:
+def time_span_seconds(run_time: str) -> float:
     """Seconds of a Locust time span such as ``20s``, ``1m30s`` or ``2h``."""
     total, number = 0.0, ""
     for char in run_time.strip():

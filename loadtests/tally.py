@@ -36,9 +36,3 @@ class MemorySourceTally:
 
     def reset(self) -> None:
         self._counts.clear()
-
-    def share(self, persona: str, source: str) -> float | None:
-        """Fraction of ``persona``'s loads served by ``source``; ``None`` if it had none."""
-        sources = self._counts.get(persona)
-        total = sum(sources.values()) if sources else 0
-        return sources[source] / total if sources and total else None

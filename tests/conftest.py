@@ -18,15 +18,7 @@ from memlayer.memory.db import Database
 from memlayer.memory.models import User
 from memlayer.memory.service import LongTermMemoryService
 from memlayer.settings import Settings
-from tests.support.services import (
-    base_database_url,
-    base_redis_url,
-    create_database,
-    drop_database,
-    migrate,
-)
-
-__all__ = ["base_database_url", "base_redis_url"]  # kept importable for older imports
+from tests.support.services import base_redis_url, create_database, drop_database, migrate
 
 TESTS = Path(__file__).resolve().parent
 # Each suite is a directory; integration and e2e tests need the real services.

@@ -1,11 +1,12 @@
 // The SRE page: polls /api/v1/ops/summary and turns the cumulative counters it returns into
 // rates (DB queries per second, hit ratio per refresh interval) on the client.
 
+import { SOURCE_LABELS } from "./labels.js";
+
 const SUMMARY_URL = "/api/v1/ops/summary";
 const REFRESH_MS = 2000;
 const HISTORY_POINTS = 90; // three minutes at one point per refresh
 
-const SOURCE_LABELS = { cache: "캐시 (cache)", database: "데이터베이스 (database)" };
 const COUNT_LABELS = {
   "fills.stored": "캐시 채우기 · 저장",
   "fills.stale_refused": "캐시 채우기 · 오래된 값 거부",

@@ -8,13 +8,14 @@ installs it when it is missing.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from tests.support.api_server import api_settings, pg_proxy, redis_proxy, server
+from tests.support.browser import OpenPage, Screenshot
 from tests.support.live_server import LiveServer
 
 # The API tests' live server (real Postgres and Redis behind proxies), reused as is.
@@ -34,9 +35,6 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screensh
 
 # Auto-waiting assertions poll until this long; a turn on a cold test server takes ~1 s.
 expect.set_options(timeout=15_000)
-
-OpenPage = Callable[..., Awaitable[Page]]
-Screenshot = Callable[[Page, str], Awaitable[Path]]
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import uuid
 import httpx
 from playwright.async_api import Page, expect
 
-from tests.e2e.conftest import OpenPage, Screenshot
+from tests.support.browser import OpenPage, Screenshot
 from tests.support.live_server import LiveServer
 
 PASSWORD = "password-123"
@@ -202,3 +202,56 @@ async def test_every_form_field_has_a_label(open_page: OpenPage) -> None:
         )
         assert unlabelled == [], f"{path}: fields without a label: {unlabelled}"
         assert await page.locator("html").get_attribute("lang") == "ko"
+
+
+async def test_an_expired_sign_in_goes_back_to_the_sign_in_form(open_page: OpenPage) -> None:
+    """A token the service no longer accepts (401 on HTTP, 4401 on the socket) signs out."""
+    page = await open_page()
+    await page.goto("/")
+    await page.evaluate(
+        """sessionStorage.setItem('memlayer.auth', JSON.stringify(
+            {token: 'expired-or-forged', userId: 1, email: 'gone@example.com'}))"""
+    )
+    await page.reload()
+    await expect(page.locator("#auth-error")).to_have_text(
+        "로그인이 만료되었습니다. 다시 로그인하세요."
+    )
+    await expect(page.get_by_label("이메일")).to_be_visible()
+    await expect(page.locator("#chat-view")).to_be_hidden()
+    assert await page.evaluate("sessionStorage.getItem('memlayer.auth')") is None
+
+
+async def test_a_session_ended_elsewhere_fails_the_waiting_turn_and_the_next_one_starts_anew(
+    open_page: OpenPage, server: LiveServer
+) -> None:
+    """The socket closes (4004) under a waiting question; the next question opens a session."""
+    page = await open_page()
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    await page.goto("/")
+    await page.get_by_label("이메일").fill(new_email())
+    await page.get_by_label("비밀번호").fill(PASSWORD)
+    await page.get_by_role("button", name="회원가입").click()
+    await expect(page.locator("#connection")).to_contain_text("연결됨")
+    session_id = sockets[-1].rsplit("/", 1)[1]
+    auth = await page.evaluate("JSON.parse(sessionStorage.getItem('memlayer.auth'))")
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        ended = await http.post(
+            f"/api/v1/chat/sessions/{session_id}/end",
+            headers={"Authorization": f"Bearer {auth['token']}"},
+        )
+        assert ended.status_code == 200, ended.text
+
+    await ask(page, FIRST_QUERY)
+    await expect(page.locator("#messages .msg.error")).to_have_text(
+        "답변을 받기 전에 연결이 끊겼습니다."
+    )
+    await expect(page.locator("#connection")).to_have_text(
+        "연결이 끊겼습니다. 질문을 보내면 다시 연결합니다."
+    )
+    await expect(page.locator("#send")).to_be_enabled()
+
+    await ask(page, SECOND_QUERY)
+    await expect(last_answer(page)).to_be_visible()
+    await expect(page.locator("#connection")).to_contain_text("연결됨")
+    assert session_id not in sockets[-1], "the next question runs in a new session"

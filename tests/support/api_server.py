@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from memlayer.settings import Settings
-from tests.conftest import base_redis_url
 from tests.support.live_server import LiveServer
+from tests.support.services import base_redis_url
 from tests.support.tcp_proxy import ChaosProxy
 
 # The shared server's abuse limits are out of the way: the Locust smoke and schemathesis

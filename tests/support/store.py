@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from langgraph.store.postgres import AsyncPostgresStore
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from memlayer.store import MemlayerStore
+
+# What the open_pg_store fixture (tests/integration/store) is: open_pg_store(ttl=..., **settings).
+OpenStore = Callable[..., AbstractAsyncContextManager[MemlayerStore]]
 
 
 async def empty_memlayer_tables(engine: AsyncEngine) -> None:
@@ -12,6 +21,12 @@ async def empty_memlayer_tables(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.execute(text("DELETE FROM store_items"))
         await conn.execute(text("DELETE FROM store_namespaces"))
+
+
+async def empty_peer(store: AsyncPostgresStore) -> None:
+    """Delete every item of the peer store (langgraph-checkpoint-postgres' own table)."""
+    async with store._cursor() as cur:  # the peer's own connection helper
+        await cur.execute("DELETE FROM store")
 
 
 def psycopg_dsn(sqlalchemy_url: str) -> str:

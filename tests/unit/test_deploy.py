@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,22 @@ def test_locust_runs_distributed_on_the_mounted_locustfile(services):
         assert locustfile == f"{target}/locustfile.py"
         assert service["environment"]["MEMLAYER_LOCUST_CREDENTIALS"].startswith(target)
     assert (ROOT / "loadtests/locustfile.py").is_file()
+
+
+def test_locust_image_installs_memlayer_from_the_repository(services):
+    """The load test takes its hit ratio from memlayer.cache, so its image installs memlayer."""
+    for name in LOAD_SERVICES:
+        build = services[name]["build"]
+        assert (build["context"], build["dockerfile"]) == (".", "deploy/locust/Dockerfile")
+    dockerfile = (ROOT / "deploy/locust/Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
+    assert "[load]" in dockerfile
+    assert re.search(r"^USER\s+\S+", dockerfile, re.M), "run as a non-root user"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert any(dep.startswith("locust") for dep in project["optional-dependencies"]["load"])
+    # The build context is the repository: neither the venv nor seeded passwords go in.
+    ignored = (ROOT / "deploy/locust/Dockerfile.dockerignore").read_text().splitlines()
+    assert {".venv", "loadtests/credentials.csv"} <= set(ignored)
 
 
 def test_api_image_is_slim_python_311_and_runs_migrate_then_serve():

@@ -1,4 +1,4 @@
-"""The load test's own logic: personas, popularity skew, the /metrics reader, the WS turn.
+"""The load test's own logic: personas, popularity skew, the ops-summary reader, the WS turn.
 
 The pure modules beside the locustfile are imported here directly. Anything that imports
 Locust runs in a subprocess: importing Locust monkey-patches the whole interpreter with
@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from memlayer.cache import RequestCounts
+
 ROOT = Path(__file__).resolve().parents[2]
 LOADTESTS = ROOT / "loadtests"
 
@@ -37,7 +39,7 @@ def load(name: str) -> ModuleType:
 
 
 popularity = load("popularity")
-promscrape = load("promscrape")
+service_counters = load("service_counters")
 tally = load("tally")
 smoke = load("smoke")
 
@@ -114,69 +116,66 @@ def test_single_user_is_always_picked():
     assert {picker.pick() for _ in range(100)} == {0}
 
 
-# --- /metrics reader -----------------------------------------------------------------------
+# --- the ops-summary reader ---------------------------------------------------------------
 
-SAMPLE = """\
-# HELP memlayer_cache_requests_total Cache lookups by result.
-# TYPE memlayer_cache_requests_total counter
-memlayer_cache_requests_total{result="hit"} 900.0
-memlayer_cache_requests_total{result="miss"} 80.0
-memlayer_cache_requests_total{result="error"} 20.0
-memlayer_cache_requests_total{result="bypass"} 5000.0
-memlayer_cache_requests_created{result="hit"} 1.7e+09
-# TYPE memlayer_db_queries_total counter
-memlayer_db_queries_total{op="load_context"} 120.0
-memlayer_db_queries_total{op="save_memory",note="a \\"quoted\\", value"} 30.0 1712345678000
-memlayer_db_queries_total{op="broken"} NaN
-memlayer_memory_load_seconds_bucket{source="cache",le="0.005"} 850.0
-http_requests_total{handler="/healthz",method="GET",status="2xx"} 12.0
-process_cpu_seconds_total 3.5
-not a sample line at all
-"""
+# What GET /api/v1/ops/summary answers (the parts the load test reads).
+SUMMARY = {
+    "cache_requests": {"hit": 900.0, "miss": 80.0, "error": 20.0, "bypass": 5000.0},
+    "hit_ratio": 0.15,
+    "db_queries_total": 150.0,
+    "fills": {"stored": 80.0},
+}
 
 
-def test_parse_samples_reads_names_labels_and_values():
-    samples = list(promscrape.parse_samples(SAMPLE))
-    quoted = next(s for s in samples if s.labels.get("op") == "save_memory")
-    assert quoted.labels["note"] == 'a "quoted", value'
-    assert quoted.value == 30.0
-    assert any(s.name == "process_cpu_seconds_total" and s.labels == {} for s in samples)
-    assert not any(s.name.startswith("#") or s.name == "not" for s in samples)
+def counters(hits=0.0, misses=0.0, errors=0.0, bypasses=0.0, db_queries=0.0):
+    requests = RequestCounts(hits=hits, misses=misses, errors=errors, bypasses=bypasses)
+    return service_counters.ServiceCounters(requests, db_queries)
+
+
+def test_service_counters_read_the_summary_as_the_service_wrote_it():
+    written = RequestCounts(hits=1, misses=2, errors=3, bypasses=4)
+    read = service_counters.ServiceCounters.from_summary(
+        {"cache_requests": written.by_result(), "db_queries_total": 5}
+    )
+    assert read == counters(1, 2, 3, 4, db_queries=5)
 
 
 def test_service_counters_count_bypass_as_not_served_by_the_cache():
-    counters = promscrape.ServiceCounters.from_text(SAMPLE)
-    assert counters.cache_hits == 900
-    assert counters.cache_bypass == 5000
-    assert counters.db_queries == 150  # NaN sample ignored, ops summed
-    assert counters.hit_ratio == pytest.approx(900 / (900 + 80 + 20 + 5000))
+    read = service_counters.ServiceCounters.from_summary(SUMMARY)
+    assert read.requests.hits == 900
+    assert read.requests.bypasses == 5000
+    assert read.db_queries == 150
+    assert read.requests.hit_ratio == pytest.approx(SUMMARY["hit_ratio"])
 
 
-def test_window_turns_two_scrapes_into_hit_ratio_and_db_qps():
-    before = promscrape.ServiceCounters.from_text(SAMPLE)
-    after = promscrape.ServiceCounters(
-        cache_hits=1890, cache_misses=90, cache_errors=20, cache_bypass=6000, db_queries=250
-    )
-    w = promscrape.window(before, after, seconds=5.0)
+def test_window_turns_two_readings_into_hit_ratio_and_db_qps():
+    before = service_counters.ServiceCounters.from_summary(SUMMARY)
+    after = counters(hits=1890, misses=90, errors=20, bypasses=6000, db_queries=250)
+    w = service_counters.window(before, after, seconds=5.0)
     assert w.cache_lookups == 2000  # 990 hits, 10 misses, 0 errors, 1000 bypasses
     assert w.hit_ratio == pytest.approx(0.495)
     assert w.db_qps == pytest.approx(20.0)
 
 
 def test_window_treats_a_restarted_process_like_prometheus_rate():
-    before = promscrape.ServiceCounters(cache_hits=1000, cache_misses=100, db_queries=500)
-    after = promscrape.ServiceCounters(cache_hits=30, cache_misses=10, db_queries=12)
-    w = promscrape.window(before, after, seconds=4.0)
+    before = counters(hits=1000, misses=100, db_queries=500)
+    after = counters(hits=30, misses=10, db_queries=12)
+    w = service_counters.window(before, after, seconds=4.0)
     assert w.hit_ratio == pytest.approx(0.75)
     assert w.db_qps == pytest.approx(3.0)
 
 
+def test_window_needs_readings_apart_in_time():
+    with pytest.raises(ValueError):
+        service_counters.window(counters(), counters(), seconds=0)
+
+
 def test_no_lookups_means_no_ratio_rather_than_zero():
-    empty = promscrape.ServiceCounters.from_text("# nothing yet\n")
-    assert empty.hit_ratio is None
-    assert promscrape.window(empty, empty, 1.0).hit_ratio is None
-    assert promscrape.format_ratio(None) == "n/a"
-    assert promscrape.format_ratio(0.9123) == "91.2%"
+    empty = service_counters.ServiceCounters.from_summary({})
+    assert empty.requests.hit_ratio is None
+    assert service_counters.window(empty, empty, 1.0).hit_ratio is None
+    assert service_counters.format_ratio(None) == "n/a"
+    assert service_counters.format_ratio(0.9123) == "91.2%"
 
 
 # --- memory sources across workers ---------------------------------------------------------
@@ -196,8 +195,6 @@ def test_worker_counts_drain_into_the_master_tally():
         "anonymous": {"none": 1},
         "returning": {"cache": 2, "database": 1},
     }
-    assert master.share("returning", "cache") == pytest.approx(2 / 3)
-    assert master.share("new", "cache") is None
     assert worker_a.snapshot() == {}
 
 
@@ -247,7 +244,7 @@ def test_smoke_parses_locust_stats_csv(tmp_path):
     ("span", "seconds"), [("20s", 20), ("1m30s", 90), ("2h", 7200), ("45", 45)]
 )
 def test_smoke_reads_locust_time_spans(span, seconds):
-    assert smoke._seconds(span) == seconds
+    assert smoke.time_span_seconds(span) == seconds
 
 
 # --- the locustfile as Locust loads it (subprocess) ----------------------------------------
@@ -404,7 +401,42 @@ def test_credentials_csv_is_read_in_seed_format(tmp_path):
     results = run_with_locust(
         f"""
         rows = lf.load_credentials({str(path)!r})
-        print(json.dumps([[r.email, r.password, r.user_id] for r in rows]))
+        print(json.dumps([[r.email, r.password] for r in rows]))
         """
     )
-    assert results == [["a@example.com", "pw-a", "1"], ["b@example.com", "pw-b", "3"]]
+    assert results == [["a@example.com", "pw-a"], ["b@example.com", "pw-b"]]
+
+
+def test_web_ui_has_a_memlayer_tab_with_the_watchers_rows():
+    """Locust's own Flask app, driven by its test client: no server, no network."""
+    results = run_with_locust(
+        """
+        from locust.argument_parser import get_parser
+        from locust.env import Environment
+
+        env = Environment(user_classes=list(user_classes.values()), events=lf.events)
+        env.parsed_options = get_parser().parse_args(
+            ["-f", "locustfile.py", "--memlayer-scrape-interval", "0"])
+        env.create_local_runner()
+        env.create_web_ui("127.0.0.1", 0, delayed_start=True)
+        env.events.init.fire(environment=env, runner=env.runner, web_ui=env.web_ui)
+        lf.SOURCES.record("returning", "cache")
+        lf.SOURCES.record("returning", "database")
+        client = env.web_ui.app.test_client()
+        print(json.dumps({
+            "tabs": env.web_ui.template_args["extended_tabs"],
+            "stats": client.get("/stats/requests").get_json()["extended_stats"],
+            "summary": client.get("/memlayer").get_json(),
+        }))
+        """
+    )
+    assert results["tabs"] == [{"title": "memlayer", "key": "memlayer"}]
+    [table] = results["stats"]
+    assert table["key"] == "memlayer"
+    rows = {row["metric"]: row["value"] for row in table["data"]}
+    assert rows["cache hit ratio (since start)"] == "n/a"  # nothing read yet
+    assert rows["memory source: returning"] == "cache 1 (50%), database 1 (50%)"
+    summary = results["summary"]
+    assert summary["summary_url"] == "http://127.0.0.1:8000/api/v1/ops/summary"
+    assert summary["hit_ratio_since_start"] is None
+    assert summary["memory_sources"] == {"returning": {"cache": 1, "database": 1}}

@@ -37,6 +37,12 @@ def test_wheel_ships_every_package_under_the_memlayer_namespace(tmp_path):
         assert required in names, required
     assert any(n.startswith("memlayer/migrations/versions/") and "0003" in n for n in names)
     assert any(n.startswith("memlayer/migrations/versions/") and "0005_store" in n for n in names)
+    # The pages and every ES module they import are package data (pyproject package-data).
+    static = [p for p in (ROOT / "api/static").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".js" for p in static)
+    for path in static:
+        shipped = "memlayer/api/static/" + path.relative_to(ROOT / "api/static").as_posix()
+        assert shipped in names, shipped
     assert not any(n.startswith(("memory/", "cache/", "api/", "tests/")) for n in names), (
         "nothing may install as a bare top-level package"
     )

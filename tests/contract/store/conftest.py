@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from memlayer.settings import Settings
 from memlayer.store import MemlayerStore, open_store
-from tests.conftest import create_database, drop_database, migrate
+from tests.support.services import create_database, drop_database, migrate
 from tests.support.store import psycopg_dsn
 
 
@@ -86,8 +86,3 @@ async def peer_store(peer_dsn: str) -> AsyncIterator[AsyncPostgresStore]:
 async def peer_store_omitting_expired(peer_dsn: str) -> AsyncIterator[AsyncPostgresStore]:
     async with AsyncPostgresStore.from_conn_string(peer_dsn, ttl={"omit_expired": True}) as store:
         yield store
-
-
-async def empty_peer(store: AsyncPostgresStore) -> None:
-    async with store._cursor() as cur:  # the peer's own connection helper
-        await cur.execute("DELETE FROM store")

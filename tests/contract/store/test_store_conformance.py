@@ -17,8 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memlayer.store import MemlayerStore
 from memlayer.store.conformance import StoreConformance, TTLConformance
-from tests.contract.store.conftest import empty_peer
-from tests.support.store import empty_memlayer_tables
+from tests.support.store import empty_memlayer_tables, empty_peer
 
 # Where the reference departs from strict JSON or from the interface's own words. memlayer's
 # store follows the kit on each; these are the reference's quirks, found by the kit.

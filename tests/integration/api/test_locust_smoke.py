@@ -46,6 +46,11 @@ async def test_mixed_smoke_run_has_no_failures_and_returning_users_hit_the_cache
     assert result.memory_source_share("returning", "cache") > 0.95, sources
     anonymous = sources.get("anonymous", {})
     assert sum(anonymous.values()) > 0 and set(anonymous) == {"none"}, sources
+    # The master read the service's ops summary during the run: its hit ratio since start.
+    watched = result.memlayer
+    assert watched["summary_error"] is None, watched
+    assert watched["cache_lookups_since_start"] > 0, watched
+    assert 0 < watched["hit_ratio_since_start"] <= 1, watched
 
     async with database.sessionmaker() as db:
         rows_after = await db.scalar(select(func.count()).select_from(ConversationMemory))
@@ -80,3 +85,4 @@ async def test_distributed_mode_merges_the_workers_results(server, api_settings,
     assert turns.requests > 0 and turns.failures == 0, result.failures
     loaded = result.entry("WS", "memory_loaded").requests
     assert sum(n for counts in result.memory_sources.values() for n in counts.values()) == loaded
+    assert result.memlayer["summary_error"] is None, result.memlayer  # only the master reads

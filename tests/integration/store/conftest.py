@@ -3,7 +3,7 @@ store it needs (settings and TTLs differ) and empties the tables first."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 
 import pytest
@@ -12,10 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from memlayer.settings import Settings
 from memlayer.store import MemlayerStore, open_store
-from tests.conftest import create_database, drop_database, migrate
-from tests.support.store import empty_memlayer_tables
-
-OpenStore = Callable[..., AbstractAsyncContextManager[MemlayerStore]]
+from tests.support.services import create_database, drop_database, migrate
+from tests.support.store import OpenStore, empty_memlayer_tables
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from memlayer.migrations import alembic_config
 from memlayer.settings import Settings, get_settings
 from memlayer.store import StoreNotMigrated, StoreUnavailable, open_store
-from tests.conftest import create_database, drop_database, migrate
-from tests.integration.store.conftest import OpenStore
+from tests.support.services import create_database, drop_database, migrate
+from tests.support.store import OpenStore
 
 STORE_TABLES = {"store_items", "store_namespaces"}
 

@@ -17,7 +17,7 @@ from memlayer.store import (
     StoreClosed,
     VectorSearchUnsupported,
 )
-from tests.integration.store.conftest import OpenStore
+from tests.support.store import OpenStore
 
 
 async def test_a_plain_search_is_newest_first(store: MemlayerStore) -> None:

@@ -16,8 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memlayer.store import InvalidOperation, MemlayerStore
-from tests.integration.store.conftest import OpenStore
-from tests.support.store import StatementLog
+from tests.support.store import OpenStore, StatementLog
 
 
 async def _rows(engine: AsyncEngine) -> dict[str, tuple[float | None, timedelta | None]]:
