@@ -9,6 +9,8 @@ a process lost track of too many writes, without ``KEYS`` or ``FLUSHDB``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 SCHEMA_TAG = "v1"
 
 
@@ -46,3 +48,90 @@ def scan_pattern(prefix: str) -> str:
     """A SCAN MATCH pattern for every key of this prefix (glob characters escaped)."""
     escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
     return f"{escaped}:{SCHEMA_TAG}:*"
+
+
+# ------------------------------------------------------------------ parsing (near-cache)
+#
+# Redis client tracking (``cache.invalidation``) reports changed keys by name; these turn
+# a name back into what it names. Parsing sits here, next to building, so the two cannot
+# drift apart: a test round-trips every builder through its parser.
+
+CONTEXT_FAMILY = "ctx"  # memory contexts, keyed by user id (the outbox's family too)
+
+
+@dataclass(frozen=True, slots=True)
+class EntityKey:
+    """A cached entity named by a key: its family, its id and the generation it lives in."""
+
+    family: str
+    entity_id: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeKey:
+    """A lag probe: the writer's pid and wall clock (ns) are in its name (``cache.lag_probe``)."""
+
+    writer_pid: int
+    written_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class OtherKey:
+    """A key under a tracked prefix that names no cached entity (a fill lease, say)."""
+
+
+OTHER_KEY = OtherKey()
+TrackedKey = EntityKey | ProbeKey | OtherKey
+
+
+def tracked_prefixes(prefix: str) -> tuple[str, ...]:
+    """The key prefixes a near-cache tracks: every per-user key, and the lag probes.
+
+    Non-overlapping, as Redis requires of one client's BCAST prefixes. The per-user
+    prefix also covers fill leases (``lease_key``): their invalidations are parsed as
+    :data:`OTHER_KEY` and ignored.
+    """
+    return (f"{prefix}:{SCHEMA_TAG}:{{u:", f"{prefix}:{SCHEMA_TAG}:probe:")
+
+
+def probe_key(prefix: str, pid: int, written_ns: int) -> str:
+    """``{prefix}:v1:probe:<pid>:<ns>`` — a short-lived key whose name carries its write time."""
+    return f"{prefix}:{SCHEMA_TAG}:probe:{int(pid)}:{int(written_ns)}"
+
+
+class KeyParser:
+    """Parses key names of one prefix; built once, so parsing a message costs no set-up."""
+
+    __slots__ = ("_probe", "_user")
+
+    def __init__(self, prefix: str) -> None:
+        user, probe = tracked_prefixes(prefix)
+        self._user = user.encode()
+        self._probe = probe.encode()
+
+    def parse(self, name: bytes) -> TrackedKey | None:
+        """What ``name`` names; None for a key of another prefix or a malformed one."""
+        user = self._user
+        if name.startswith(user):
+            close = name.find(b"}:g", len(user))
+            if close < 0:
+                return None
+            generation, sep, kind = name[close + 3 :].partition(b":")
+            try:
+                entity_id = int(name[len(user) : close])
+                gen = int(generation)
+            except ValueError:
+                return None
+            if not sep:
+                return None
+            if kind == b"ctx":
+                return EntityKey(CONTEXT_FAMILY, entity_id, gen)
+            return OTHER_KEY
+        if name.startswith(self._probe):
+            pid, sep, stamp = name[len(self._probe) :].partition(b":")
+            try:
+                return ProbeKey(int(pid), int(stamp)) if sep else None
+            except ValueError:
+                return None
+        return None

@@ -152,6 +152,31 @@ def _bench_sessions(args: argparse.Namespace) -> int:
     )
 
 
+def _bench_near_policy(args: argparse.Namespace) -> int:
+    from memlayer.bench_near_policy import run_near_policy_bench
+
+    return run_near_policy_bench(
+        users=args.users,
+        ops=args.ops,
+        write_share=args.write_share,
+        exponents=args.exponents,
+        capacities=args.capacities,
+        cost_ops=args.cost_ops,
+    )
+
+
+def _bench_invalidation(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from memlayer.bench_invalidation import run_bench_invalidation
+
+    return asyncio.run(
+        run_bench_invalidation(
+            get_settings(), writes=args.writes, interval_ms=args.interval_ms, modes=args.modes
+        )
+    )
+
+
 def _cache(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -253,6 +278,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="the server to measure (default: this build's `memlayer serve`)",
     )
     sessions.set_defaults(func=_bench_sessions)
+
+    policy = sub.add_parser(
+        "bench-near-policy",
+        help="near-cache eviction policies (LRU vs frequency-aware) on Zipf workloads",
+    )
+    policy.add_argument("--users", type=int, default=200_000)
+    policy.add_argument("--ops", type=int, default=600_000, help="operations per workload")
+    policy.add_argument("--write-share", type=float, default=0.05)
+    policy.add_argument("--exponents", type=float, nargs="+", default=[0.8, 1.0, 1.2])
+    policy.add_argument(
+        "--capacities",
+        type=float,
+        nargs="+",
+        default=[0.005, 0.025, 0.1],
+        help="capacities as shares of the users",
+    )
+    policy.add_argument("--cost-ops", type=int, default=200_000)
+    policy.set_defaults(func=_bench_near_policy)
+
+    lag = sub.add_parser(
+        "bench-invalidation",
+        help="invalidation lag across processes: client tracking vs a published channel",
+    )
+    lag.add_argument("--writes", type=int, default=2000)
+    lag.add_argument("--interval-ms", type=float, default=2.0, help="pause between writes")
+    lag.add_argument(
+        "--modes", nargs="+", choices=["tracking", "channel"], default=["tracking", "channel"]
+    )
+    lag.set_defaults(func=_bench_invalidation)
 
     cache = sub.add_parser("cache", help="inspect and manage the Redis cache")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True)

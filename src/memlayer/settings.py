@@ -163,6 +163,53 @@ class Settings(BaseSettings):
     preference_value_max_bytes: int = Field(default=1024, gt=0)
     preference_key_max_length: int = Field(default=100, gt=0)
 
+    # --- near-cache: decoded values in each process, invalidated by Redis -------------
+    # (cache/near.py, cache/invalidation.py). Off until it is wired into the load path
+    # and the chaos run has shown it keeps the coherence bound. Redis Cluster and the
+    # embedded fakeredis have no usable client tracking: it stays off there, with a log line.
+    near_cache_enabled: bool = Field(
+        default=False,
+        description="Serve hot contexts from process memory, kept coherent by Redis "
+        "client tracking (one extra Redis connection per process).",
+    )
+    near_cache_max_entries: int = Field(default=10_000, gt=0)
+    near_cache_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        description="Bound on the summed encoded size of the entries. Process memory is "
+        "about 5x this: each entry keeps its encoded bytes (for the decoded memo) and the "
+        "decoded objects, measured at ~4x the encoded size for a 5-memory context.",
+    )
+    near_cache_max_age_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="An entry is re-read from Redis at least this often (a safety net; "
+        "invalidations normally evict it long before).",
+    )
+    near_cache_recheck_fraction: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="Share of near hits re-read from Redis in the background and compared.",
+    )
+    near_cache_link_check_ms: int = Field(
+        default=250,
+        gt=0,
+        description="An idle invalidation link is PINGed this often; with the timeout "
+        "below, it bounds how long a silently dead link goes unnoticed.",
+    )
+    near_cache_link_timeout_ms: int = Field(
+        default=250, gt=0, description="How long the link waits for a PONG or a set-up reply."
+    )
+    near_cache_reconnect_initial_ms: int = Field(default=50, gt=0)
+    near_cache_reconnect_max_ms: int = Field(default=2000, gt=0)
+    near_cache_lag_probe_ms: int = Field(
+        default=1000,
+        ge=0,
+        description="How often each process writes a lag probe key (0: no probes).",
+    )
+    near_cache_lag_probe_lifetime_ms: int = Field(default=5000, gt=0)
+
     # --- LangGraph store (memlayer.store) --------------------------------------------
     store_default_ttl_minutes: float | None = Field(
         default=None, gt=0, description="TTL of items put without one; unset: never expire."

@@ -1,0 +1,88 @@
+"""Sampled re-checks: is a near hit what Redis holds now?
+
+The near-cache hands a small fraction of its hits here (in the background, off the hit).
+A re-check reads the key and compares versions. A difference is not yet proof of a stale
+entry: the write may be a moment old, its invalidation on its way. So the re-check then
+waits for a barrier on the invalidation link (a PING answered after everything Redis
+queued to the link before it): if the key was invalidated meanwhile, the entry was
+already on its way out (``RACED``); if not, the near-cache held a value Redis no longer
+vouches for (``MISMATCH`` or ``MISSING``): the entry is evicted, and the result is what
+the consistency checker counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from memlayer.cache import near_metrics as metrics
+from memlayer.cache.errors import REDIS_ERRORS, CacheError
+from memlayer.cache.near import NearCache, NearEntry, NearKey
+
+V = TypeVar("V")
+
+_LINK_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, CacheError)
+
+
+class RecheckResult(StrEnum):
+    CONSISTENT = "consistent"  # Redis holds the same complete version
+    MISMATCH = "mismatch"  # another version or a marker, and no invalidation came: evicted
+    MISSING = "missing"  # no value, and no invalidation came: evicted
+    RACED = "raced"  # the key was invalidated (or the cache dropped) meanwhile
+    ERROR = "error"  # Redis or the link did not answer: nothing concluded
+
+
+@dataclass(frozen=True, slots=True)
+class Recheck:
+    result: RecheckResult
+    near_version: int
+    redis_version: int | None  # None: no value, a marker, or no answer
+
+
+_METRICS = {result: metrics.RECHECKS.labels(result.value) for result in RecheckResult}
+
+
+async def recheck(
+    near: NearCache[V],
+    key: NearKey,
+    entry: NearEntry[V],
+    *,
+    read: Callable[[], Awaitable[bytes | None]],
+    complete_version: Callable[[bytes], int | None],
+    barrier: Callable[[], Awaitable[None]],
+) -> Recheck:
+    """Re-read ``key`` (``read``: its GET at the entry's generation) and judge ``entry``.
+
+    ``complete_version``: the version of a complete value, None for a marker.
+    ``barrier``: the invalidation link's :meth:`~InvalidationLink.barrier`.
+    """
+    ticket = near.begin(key)
+    try:
+        try:
+            raw = await read()
+        except REDIS_ERRORS:
+            return _done(RecheckResult.ERROR, entry, None)
+        redis_version = complete_version(raw) if raw is not None else None
+        if redis_version == entry.version:
+            return _done(RecheckResult.CONSISTENT, entry, redis_version)
+        try:
+            await barrier()
+        except _LINK_ERRORS:
+            # The link failed: the near-cache has been dropped, or will be at once.
+            return _done(RecheckResult.ERROR, entry, redis_version)
+        if not near.valid(ticket):
+            return _done(RecheckResult.RACED, entry, redis_version)
+        near.evict_mismatch(key, entry)
+        missing = raw is None
+        return _done(
+            RecheckResult.MISSING if missing else RecheckResult.MISMATCH, entry, redis_version
+        )
+    finally:
+        near.finish(ticket)
+
+
+def _done(result: RecheckResult, entry: NearEntry[V], redis_version: int | None) -> Recheck:
+    _METRICS[result].inc()
+    return Recheck(result, entry.version, redis_version)
