@@ -16,7 +16,11 @@ router = APIRouter(prefix="/memory", tags=["memory"])
 
 
 def context_json(result: LoadResult) -> bytes:
-    """Encode straight from the records: this endpoint is on the hot path."""
+    """Encode straight from the records: this endpoint is on the hot path.
+
+    Depends on nothing but ``result``, so a near-cache hit's encoding is made once per
+    entry and kept with it (``LoadResult.encoded``).
+    """
     ctx = result.context
     return orjson.dumps(
         {
@@ -60,7 +64,7 @@ async def get_context(
     limit: Annotated[int | None, Query(ge=0, le=100)] = None,
 ) -> Response:
     result = await memory.load_context(user, limit)
-    return Response(context_json(result), media_type="application/json")
+    return Response(result.encoded(context_json), media_type="application/json")
 
 
 @router.delete(

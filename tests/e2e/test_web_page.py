@@ -182,8 +182,13 @@ async def test_ops_page_shows_the_hit_ratio(
     await expect(page.locator("#hit-ratio")).to_have_text(re.compile(r"^\d{1,3}\.\d%$"))
     await expect(page.locator("#breaker")).to_have_text("닫힘 (정상)")
     await expect(page.locator("#workers")).to_have_text("1")  # the test server: one process
-    await expect(page.locator("#latency tr")).to_have_count(2)
+    await expect(page.locator("#latency tr")).to_have_count(3)  # near, cache, database
     await expect(page.locator("#latency")).to_contain_text("캐시 (cache)")
+    await expect(page.locator("#latency")).to_contain_text("프로세스 캐시 (near)")
+    # Which tier answered: near-cache, Redis, Postgres (the shares of cache/stats.py).
+    await expect(page.locator("#tiers tr")).to_have_count(3)
+    await expect(page.locator("#near-share")).to_have_text(re.compile(r"^\d{1,3}\.\d%$"))
+    await expect(page.locator("#near")).to_contain_text("무효화 연결")
     await expect(page.locator("#db-total")).to_contain_text("누적")
     await expect(page.locator("#hit-chart path.cumulative")).to_have_count(1)
     # DB queries/s needs two samples; the second arrives on the page's own refresh.
