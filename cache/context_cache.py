@@ -147,7 +147,7 @@ class ContextCache:
         "_max_bytes",
         "_near",
         "_reads",
-        "_rechecks",
+        "_rechecking",
         "_recovery",
         "_state",
         "_store",
@@ -211,7 +211,7 @@ class ContextCache:
         self._max_bytes = settings.cache_max_value_bytes
         self._near = near
         self._link: InvalidationLink | None = None
-        self._rechecks = 0
+        self._rechecking: set[asyncio.Task[None]] = set()
         self._epoch = epoch
         self._reads: SharedReads[int, _Read] = SharedReads(self._read)
         # A load may join another only while that one is young: a quarter of the bound.
@@ -256,8 +256,8 @@ class ContextCache:
             near = self._near
             if near is not None and near.serving:
                 # The near hit: no await. Never older than what this process acknowledged.
-                entry = near.get((CONTEXT_FAMILY, user_id), generation)
-                if entry is not None and entry.version >= state.acked.get(user_id):
+                entry = near.get((CONTEXT_FAMILY, user_id), generation, state.acked.get(user_id))
+                if entry is not None:
                     metrics.NEAR.inc()
                     metrics.LOAD_NEAR.observe(time.perf_counter() - start)
                     return LoadResult(entry.value, _NEAR, entry)
@@ -633,11 +633,17 @@ class ContextCache:
     def _recheck(self, key: NearKey, entry: NearEntry[MemoryContext]) -> None:
         """A sampled near hit: re-read it from Redis in the background (bounded)."""
         link = self._link
-        if link is None or self._rechecks >= _MAX_RECHECKS:
+        if link is None or len(self._rechecking) >= _MAX_RECHECKS:
             near_metrics.RECHECKS_SKIPPED.inc()
             return
-        self._rechecks += 1
-        self._background.spawn(self._run_recheck(key, entry, link))
+        task = self._background.spawn(self._run_recheck(key, entry, link))
+        self._rechecking.add(task)
+        task.add_done_callback(self._rechecking.discard)
+
+    async def rechecks_settled(self) -> None:
+        """Until every sampled re-check started so far has finished (tests, ops)."""
+        if self._rechecking:
+            await asyncio.wait(set(self._rechecking))
 
     async def _run_recheck(
         self, key: NearKey, entry: NearEntry[MemoryContext], link: InvalidationLink
@@ -645,17 +651,14 @@ class ContextCache:
         near = self._near
         assert near is not None  # a near hit was sampled
         user_id = key[1]
-        try:
-            found = await recheck(
-                near,
-                key,
-                entry,
-                read=lambda: self._store.get(user_id, entry.generation),
-                complete_version=_complete_version,
-                barrier=link.barrier,
-            )
-        finally:
-            self._rechecks -= 1
+        found = await recheck(
+            near,
+            key,
+            entry,
+            read=lambda: self._store.get(user_id, entry.generation),
+            complete_version=_complete_version,
+            barrier=link.barrier,
+        )
         if found.result is RecheckResult.MISMATCH or found.result is RecheckResult.MISSING:
             log.error(
                 "near-cache: user %s was served v%s from process memory while Redis held %s "

@@ -209,8 +209,12 @@ class NearCache(Generic[V]):
         """True while hits may be served: link established and the Redis tier usable."""
         return self._serving
 
-    def get(self, key: NearKey, generation: int) -> NearEntry[V] | None:
-        """The hot path: a trusted entry of this generation, or None (ask Redis)."""
+    def get(self, key: NearKey, generation: int, floor: int = 0) -> NearEntry[V] | None:
+        """The hot path: a trusted entry of this generation, or None (ask Redis).
+
+        ``floor``: the lowest version the caller may be given (a write this process
+        acknowledged); an older entry is evicted, never served.
+        """
         if not self._serving:
             return None
         entry: NearEntry[V] | None = self._entries.get(key)
@@ -219,6 +223,11 @@ class NearCache(Generic[V]):
         if entry.generation != generation or self._clock() - entry.installed_at > self._max_age:
             del self._entries[key]
             metrics.EVICT_EXPIRED.inc()
+            self._sizes_changed()
+            return None
+        if entry.version < floor:
+            del self._entries[key]
+            metrics.EVICT_SUPERSEDED.inc()
             self._sizes_changed()
             return None
         if self._recheck_fraction and self._random() < self._recheck_fraction:

@@ -26,7 +26,8 @@ EVICTIONS = Counter(
     "memlayer_near_cache_evictions_total",
     "Entries removed one at a time, by reason: capacity (entries or bytes bound), "
     "invalidated (Redis said the key changed), expired (older than the maximum age or "
-    "of another generation), recheck (a sampled re-check found Redis disagreeing).",
+    "of another generation), superseded (older than a write this process acknowledged), "
+    "recheck (a sampled re-check found Redis disagreeing).",
     ["reason"],
 )
 DROPS = Counter(
@@ -95,6 +96,7 @@ INVALIDATION_LAG = Histogram(
 EVICT_CAPACITY = EVICTIONS.labels("capacity")
 EVICT_INVALIDATED = EVICTIONS.labels("invalidated")
 EVICT_EXPIRED = EVICTIONS.labels("expired")
+EVICT_SUPERSEDED = EVICTIONS.labels("superseded")
 EVICT_RECHECK = EVICTIONS.labels("recheck")
 FILL_INSTALLED = FILLS.labels("installed")
 FILL_RACED = FILLS.labels("raced")

@@ -58,7 +58,7 @@ def near_cache_numbers(samples: list[Sample]) -> dict[str, Any]:
             samples,
             "memlayer_near_cache_evictions_total",
             "reason",
-            ("capacity", "invalidated", "expired", "recheck"),
+            ("capacity", "invalidated", "expired", "superseded", "recheck"),
         ),
         "drops": _by_label(
             samples,
