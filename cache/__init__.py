@@ -1,14 +1,15 @@
 """memlayer.cache — the Redis tier of the memory context (see DESIGN.md, invariants 3-7, 11).
 
 Knows plain records only (``memlayer.records``), never ORM models or the memory service.
-Module map: ``context_cache`` composes the tier; ``near`` (decoded values: the memo, and
-the near-cache that serves hits from process memory once ``near_tier`` attached its
+Module map: ``context_cache`` composes the tier; ``near`` (decoded values: the memo, and the
+near-cache that serves hits from process memory once ``near_tier`` attached its
 ``invalidation`` link; ``near_recheck``, ``lag_probe``), ``shared_read`` (one GET per user
 at a time), ``fill`` (lease/fill/wait), ``recovery`` (generation refresh, dirty flush,
-breaker probe) and ``state`` (where that state changes) are its mechanisms; ``epoch`` notices Redis losing data and turns the cache over; ``recent``
-remembers acknowledged versions; ``store``/``scripts``/``keys``/``codec`` talk to Redis;
-``stats`` holds the hit ratio; ``port`` the seams to the memory tier (loaders, the
-generation floor, marker installers for the outbox).
+breaker probe) and ``state`` (where that state changes) are its mechanisms; ``epoch``
+notices Redis losing data and turns the cache over; ``recent`` remembers acknowledged
+versions; ``store``/``scripts``/``keys``/``codec`` talk to Redis; ``stats`` holds the hit
+ratio; ``port`` the seams to the memory tier (loaders, the generation floor, marker
+installers for the outbox).
 """
 
 from memlayer.cache.client import RedisClient, make_redis_client
