@@ -67,7 +67,9 @@ class AppServices:
         log_availability(availability)
         near = (
             NearTier.start(cache, settings)
-            if availability is NearAvailability.AVAILABLE and isinstance(cache, ContextCache)
+            if availability is NearAvailability.AVAILABLE
+            and isinstance(cache, ContextCache)
+            and cache.near is not None  # near_cache_max_entries=0 keeps nothing to serve
             else None
         )
         return cls(

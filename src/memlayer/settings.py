@@ -176,8 +176,9 @@ class Settings(BaseSettings):
         default=16 * 1024 * 1024,
         gt=0,
         description="Bound on the summed encoded size of the entries. Process memory is "
-        "about 5x this: each entry keeps its encoded bytes (for the decoded memo) and the "
-        "decoded objects, measured at ~4x the encoded size for a 5-memory context.",
+        "4-10x this: each entry keeps its encoded bytes (for the decoded memo) and the "
+        "decoded objects, measured at ~4x the encoded size for a 5-memory context and ~10x "
+        "for small ones (1-5 short memories), where per-object overhead dominates.",
     )
     near_cache_max_age_seconds: float = Field(
         default=60.0,
