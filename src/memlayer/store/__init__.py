@@ -47,6 +47,7 @@ from memlayer.store.errors import (
     StoreError,
     StoreNotMigrated,
     StoreUnavailable,
+    StoreWriteOutcomeUnknown,
     VectorSearchUnsupported,
 )
 from memlayer.store.factory import open_store
@@ -61,6 +62,7 @@ __all__ = [
     "StoreError",
     "StoreNotMigrated",
     "StoreUnavailable",
+    "StoreWriteOutcomeUnknown",
     "VectorSearchUnsupported",
     "open_store",
 ]
