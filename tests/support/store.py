@@ -16,11 +16,21 @@ OpenStore = Callable[..., AbstractAsyncContextManager[MemlayerStore]]
 
 
 async def empty_memlayer_tables(engine: AsyncEngine) -> None:
-    """Delete every item and namespace row (tests only: production never deletes rows of
-    store_namespaces, so that versions never start over)."""
+    """Delete every item and namespace row, and what the outbox owes for them (tests only:
+    production never deletes rows of store_namespaces, so that versions never start over;
+    a cached store must be turned over too, see :func:`reset_memlayer_store`)."""
     async with engine.begin() as conn:
         await conn.execute(text("DELETE FROM store_items"))
         await conn.execute(text("DELETE FROM store_namespaces"))
+        await conn.execute(text("DELETE FROM cache_outbox WHERE family = 'ns'"))
+
+
+async def reset_memlayer_store(store: MemlayerStore, engine: AsyncEngine) -> None:
+    """Empty the tables under a store. Versions then start over, so a cached store's
+    values (at higher versions) must go too: its cache turns over to a new generation."""
+    await empty_memlayer_tables(engine)
+    if store.cache is not None:
+        await store.cache.turn_over()
 
 
 async def empty_peer(store: AsyncPostgresStore) -> None:
