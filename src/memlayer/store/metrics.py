@@ -18,21 +18,24 @@ STATEMENTS = Counter(
 )
 READS = Counter(
     "memlayer_store_reads_total",
-    "Store gets and searches by what answered them: cache (a cached namespace, hit or "
-    "filled), database (Postgres directly; see memlayer_store_uncached_reads_total).",
+    "Store gets and searches by what answered them: namespace (a namespace's value: a "
+    "Redis hit, a fill, or a load while Redis is bypassed; see "
+    "memlayer_store_cache_lookups_total), database (a statement of its own; see "
+    "memlayer_store_uncached_reads_total).",
     ["op", "answer"],
 )
 UNCACHED = Counter(
     "memlayer_store_uncached_reads_total",
-    "Gets and searches sent to Postgres, by why: descendants (a search over a prefix "
-    "with namespaces below it), over_cap (a namespace above the cache's size cap), root "
-    "(a search of every namespace), bypass (breaker open, a namespace written while "
-    "Redis could not be told, Redis error, or the cache is off).",
+    "Gets and searches sent to Postgres as statements of their own, by why: descendants "
+    "(a search over a prefix with namespaces below it), over_cap (a namespace above the "
+    "cache's size cap), root (a search of every namespace), disabled (no cache tier).",
     ["reason"],
 )
 NAMESPACE_LOADS = Counter(
     "memlayer_store_cache_lookups_total",
-    "Namespaces looked up in Redis by result: hit, miss (filled or loaded), bypass.",
+    "Namespaces looked up by result: hit (Redis held a valid value), miss (filled "
+    "through the lease protocol), bypass (loaded from Postgres without Redis: breaker "
+    "open, Redis error, or a namespace written while Redis could not be told).",
     ["result"],
 )
 REPLICA_DISCARDED = Counter(
@@ -41,9 +44,9 @@ REPLICA_DISCARDED = Counter(
     "re-read on the primary.",
 )
 
-GET_CACHE = READS.labels("get", "cache")
+GET_CACHE = READS.labels("get", "namespace")
 GET_DATABASE = READS.labels("get", "database")
-SEARCH_CACHE = READS.labels("search", "cache")
+SEARCH_CACHE = READS.labels("search", "namespace")
 SEARCH_DATABASE = READS.labels("search", "database")
 LOOKUP_HIT = NAMESPACE_LOADS.labels("hit")
 LOOKUP_MISS = NAMESPACE_LOADS.labels("miss")
@@ -51,4 +54,4 @@ LOOKUP_BYPASS = NAMESPACE_LOADS.labels("bypass")
 UNCACHED_DESCENDANTS = UNCACHED.labels("descendants")
 UNCACHED_OVER_CAP = UNCACHED.labels("over_cap")
 UNCACHED_ROOT = UNCACHED.labels("root")
-UNCACHED_BYPASS = UNCACHED.labels("bypass")
+UNCACHED_DISABLED = UNCACHED.labels("disabled")

@@ -53,6 +53,7 @@ from memlayer.cache.hooks import FillHooks
 from memlayer.cache.memo import DecodedMemo
 from memlayer.cache.port import MarkerInstall, WriteThrough
 from memlayer.cache.recent import RecentVersions
+from memlayer.cache.shared_read import SharedReads
 from memlayer.cache.singleflight import SingleFlight
 from memlayer.cache.state import TierEvent
 from memlayer.cache.tier import SharedTier
@@ -114,12 +115,14 @@ class NamespaceCache:
         self._flights: SingleFlight[NamespaceValue] = SingleFlight(
             max_age_s=settings.coherence_bound_ms / 4000
         )
+        self._reads: SharedReads[str] = SharedReads(self._store.get)
         self._background = BackgroundTasks()
+        self._hooks = hooks or NamespaceHooks()
         self._fills: BatchFillProtocol[str, NamespaceValue] = BatchFillProtocol(
             self._store,
             self._state,
             self._background,
-            hooks or NamespaceHooks(),
+            self._hooks,
             decode=self._decode_valid,
             encode=self._installable,
             ttl=self._ttl,
@@ -135,33 +138,39 @@ class NamespaceCache:
 
     # ------------------------------------------------------------------ reads
 
-    async def read(self, names: Sequence[str]) -> dict[str, NamespaceValue | None]:
-        """The cached value of each namespace (distinct texts, never the root): ONE MGET
-        for all of them, the misses filled together; None for a namespace whose ops must
-        go to Postgres directly (breaker open, written while Redis could not be told,
-        Redis failed). The store's only cached read path: a near-cache lookup goes first,
-        here. Never raises a Redis error; the loader's errors propagate."""
-        out: dict[str, NamespaceValue | None] = dict.fromkeys(names)
+    async def read(self, names: Sequence[str]) -> dict[str, NamespaceValue]:
+        """The value of each namespace (distinct texts, never the root): from Redis in ONE
+        round trip for all of them (a GET shared with concurrent reads when there is one
+        namespace, an MGET otherwise), the misses filled together; from Postgres when Redis
+        must be bypassed (breaker open, Redis failed, a namespace written while Redis could
+        not be told). Every database load, filled or not, is single-flighted per
+        namespace. The store's only cached read path: a near-cache lookup goes first, here.
+        Never raises a Redis error; the loader's errors propagate."""
+        out: dict[str, NamespaceValue] = {}
         state = self._state
+        by_digest = {keys.namespace_digest(name): name for name in names}
         generation = state.shared.generation
         if generation is None or not state.shared.breaker.closed or state.dirty.pending:
             generation = await self._generation_to_read()
         if generation is None:
-            metrics.LOOKUP_BYPASS.inc(len(names))
-            return out
-        by_digest = {keys.namespace_digest(name): name for name in names}
-        readable = [d for d in by_digest if not (state.dirty.pending and d in state.dirty)]
-        if len(readable) < len(by_digest):
-            metrics.LOOKUP_BYPASS.inc(len(by_digest) - len(readable))
-        if not readable:
-            return out
+            return await self._bypass(list(by_digest), by_digest, out)
+        readable = list(by_digest)
+        if state.dirty.pending:
+            dirty = [d for d in readable if d in state.dirty]
+            if dirty:
+                readable = [d for d in readable if d not in state.dirty]
+                await self._bypass(dirty, by_digest, out)
+            if not readable:
+                return out
         try:
-            raws = await self._store.get_many(readable, generation)
+            if len(readable) == 1:
+                raws = [await self._reads.read(readable[0], generation)]
+            else:
+                raws = await self._store.get_many(readable, generation)
         except REDIS_ERRORS as exc:
             state.redis_failed(exc)
             cache_metrics.ERROR.inc()
-            metrics.LOOKUP_BYPASS.inc(len(readable))
-            return out
+            return await self._bypass(readable, by_digest, out)
         state.shared.breaker.record_success()
         now = self.now()
         missed: dict[str, bytes | None] = {}  # digest -> the bytes to replace, if any
@@ -189,6 +198,24 @@ class NamespaceCache:
             for key, value in filled.items():
                 out[by_digest[str(key)]] = value
         return out
+
+    async def _bypass(
+        self, digests: list[str], names: Mapping[str, str], out: dict[str, NamespaceValue]
+    ) -> dict[str, NamespaceValue]:
+        """Load namespaces from Postgres without Redis, single-flighted like fills."""
+        metrics.LOOKUP_BYPASS.inc(len(digests))
+        loaded = await self._flights.do_many(digests, partial(self._load_direct, names))
+        for key, value in loaded.items():
+            out[names[str(key)]] = value
+        return out
+
+    async def _load_direct(
+        self, names: Mapping[str, str], digests: list[Hashable]
+    ) -> dict[Hashable, NamespaceValue]:
+        floors = {str(d): self._state.floor_for(str(d)) for d in digests}
+        loaded: dict[Hashable, NamespaceValue] = {}
+        loaded.update(await self._load(names, floors))
+        return loaded
 
     async def _generation_to_read(self) -> int | None:
         generation = await self._tier.generation_to_read()
@@ -270,7 +297,7 @@ class NamespaceCache:
             outcomes = await self._write_through(values)
         finally:
             for digest in values:
-                self._flights.forget(digest)
+                self._forget(digest)
         if self._acks is not None:
             for digest, outcome in outcomes.items():
                 if outcome.redis_holds_it:
@@ -312,6 +339,11 @@ class NamespaceCache:
                 state.dirty.discard(digest, values[digest].version)
         return outcomes
 
+    def _forget(self, digest: str) -> None:
+        """Later reads of this namespace start afresh: none joins one from before a write."""
+        self._reads.forget(digest)
+        self._flights.forget(digest)
+
     def _defer(self, versions: Mapping[str, int]) -> None:
         for digest, version in versions.items():
             self._state.dirty.add(digest, version)
@@ -324,7 +356,7 @@ class NamespaceCache:
         get durable ones from a drainer. Never raises."""
         versions = {keys.namespace_digest(n): v for n, v in combined.items()}
         for digest in versions:
-            self._flights.forget(digest)
+            self._forget(digest)
         if not self._state.shared.breaker.closed:
             self._defer(versions)
             return
@@ -368,7 +400,7 @@ class NamespaceCache:
             return False
         state.redis_answered()
         for digest, version in versions.items():
-            self._flights.forget(digest)
+            self._forget(digest)
             if state.dirty.pending and digest in state.dirty:
                 state.dirty.discard(digest, version)
         return True
@@ -445,6 +477,16 @@ class NamespaceCache:
     @property
     def generation(self) -> int | None:
         return self._state.shared.generation
+
+    @property
+    def hooks(self) -> NamespaceHooks:
+        """Where tests stage races (``cache.hooks``); production leaves every hook None."""
+        return self._hooks
+
+    @property
+    def cap(self) -> int:
+        """Namespaces with more live items than this are not cached."""
+        return self._cap
 
     async def aclose(self) -> None:
         self._tier.state.unsubscribe(self._on_tier_event)

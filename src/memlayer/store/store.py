@@ -11,8 +11,9 @@ answered from its namespace's cached value, and so is a search whose prefix is a
 namespace with no namespaces below it, with the same filter and order as below. What the
 cache cannot answer goes to Postgres as ONE statement for all of it: searches over a
 prefix that has namespaces below it, or over every namespace, and ops on namespaces past
-the cache's size cap (``store_cache_max_items``/``_value_bytes``) or that must bypass
-Redis now (breaker open, a write Redis was not told of). Listings are never cached.
+the cache's size cap (``store_cache_max_items``/``_value_bytes``). A namespace that must
+bypass Redis now (breaker open, a write Redis was not told of) is loaded from Postgres
+whole, single-flighted, and answered the same way. Listings are never cached.
 
 The order of a plain search is newest first: ``updated_at`` descending, then namespace and
 key ascending (bytewise), a total order, so offset pages never overlap or skip while the
@@ -202,6 +203,8 @@ class MemlayerStore(BaseStore):
         refreshed: list[ItemRow] = []
         if self._cache is not None:
             gets, searches = await self._read_cached(gets, searches, results, refreshed)
+        else:
+            metrics.UNCACHED_DISABLED.inc(len(gets) + len(searches))
         if gets or searches:
             await self._read_database(gets, searches, results, refreshed)
         if refreshed:
@@ -226,8 +229,8 @@ class MemlayerStore(BaseStore):
                 metrics.GET_CACHE.inc()
                 continue
             value = cached[get.namespace]
-            if value is None or not value.answers_gets:
-                (metrics.UNCACHED_BYPASS if value is None else metrics.UNCACHED_OVER_CAP).inc()
+            if not value.answers_gets:
+                metrics.UNCACHED_OVER_CAP.inc()
                 left_gets.append(get)
                 continue
             row = value.by_key.get(get.key)
@@ -237,19 +240,17 @@ class MemlayerStore(BaseStore):
             metrics.GET_CACHE.inc()
         left_searches: list[_Search] = []
         for search in searches:
-            value = cached[search.prefix] if search.prefix is not None else None
-            if value is None or not value.answers_searches:
-                if search.prefix is None:
+            found = cached[search.prefix] if search.prefix is not None else None
+            if found is None or not found.answers_searches:
+                if found is None:
                     metrics.UNCACHED_ROOT.inc()
-                elif value is None:
-                    metrics.UNCACHED_BYPASS.inc()
-                elif value.over_cap:
+                elif found.over_cap:
                     metrics.UNCACHED_OVER_CAP.inc()
                 else:
                     metrics.UNCACHED_DESCENDANTS.inc()
                 left_searches.append(search)
                 continue
-            rows = _finish(value.items, search)
+            rows = _finish(found.items, search)
             results[search.index] = [_search_item(row) for row in rows]
             if search.refresh:
                 refreshed.extend(rows)

@@ -86,3 +86,11 @@ def open_cached_store(cached_settings: Settings) -> OpenStore:
 async def store(open_pg_store: OpenStore) -> AsyncIterator[MemlayerStore]:
     async with open_pg_store() as opened:
         yield opened
+
+
+@pytest.fixture
+def redis_port() -> int:
+    """The test Redis's port (for proxies put in front of it)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(base_redis_url()).port or 6379
