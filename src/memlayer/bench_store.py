@@ -20,7 +20,6 @@ each number's median. It cleans up the data and the keys it made.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 import statistics
@@ -125,7 +124,9 @@ async def run_bench_store(
     from langgraph.store.postgres import AsyncPostgresStore
 
     root = ("bench-store", run_id)
-    spaces = [(*root, "users", str(n), "memories") for n in range(namespaces)]
+    spaces: list[tuple[str, ...]] = [
+        (*root, "users", str(n), "memories") for n in range(namespaces)
+    ]
     pool = settings.database_pool_size
     dsn = make_url(str(settings.database_url)).set(drivername="postgresql")
     print(
@@ -215,7 +216,7 @@ async def _one_run(
     unpackb = msgpack.unpackb
 
     async def bare(i: int) -> None:
-        raw = await client.get(names[picks[i][0]])
+        raw: bytes | None = await client.get(names[picks[i][0]])  # type: ignore[assignment]
         if raw is not None:
             unpackb(memoryview(raw)[HEADER_LEN:], raw=False, timestamp=3)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langgraph.store.base import (
@@ -41,6 +41,7 @@ from langgraph.store.base import (
 
 from memlayer.store import metrics, values
 from memlayer.store import namespaces as ns
+from memlayer.store.coalesce import TickBatches
 from memlayer.store.errors import (
     InvalidOperation,
     StoreClosed,
@@ -120,6 +121,7 @@ class MemlayerStore(BaseStore):
         )
         self._loop = asyncio.get_running_loop()
         self._closed = False
+        self._reads: TickBatches[_Plan, list[Result]] = TickBatches(self._read_plans)
         if self._sweeper is not None:
             self._sweeper.start()
 
@@ -129,6 +131,9 @@ class MemlayerStore(BaseStore):
         if self._closed:
             raise StoreClosed("the store was closed: use it inside its `open_store()` block")
         plan = _plan(list(ops))
+        if not plan.listings and not plan.writes and (plan.gets or plan.searches):
+            # Reads only: combined with the other read batches of this loop iteration.
+            return await self._reads.submit(plan)
         results: list[Result] = [None] * plan.size
         if plan.gets or plan.searches:
             await self._read(plan, results)
@@ -186,11 +191,31 @@ class MemlayerStore(BaseStore):
         if self._closed:
             return
         self._closed = True
+        await self._reads.aclose()
         if self._sweeper is not None:
             await self._sweeper.aclose()
         await self._refresher.aclose()
 
     # --- the three kinds of work -------------------------------------------------------
+
+    async def _read_plans(self, plans: list[_Plan]) -> list[list[Result]]:
+        """Several callers' read batches as one (``coalesce``): ops re-numbered into one
+        result list, read together, and handed back to each caller in its own order."""
+        if len(plans) == 1:
+            results: list[Result] = [None] * plans[0].size
+            await self._read(plans[0], results)
+            return [results]
+        merged = _Plan(size=sum(p.size for p in plans))
+        offsets = []
+        offset = 0
+        for plan in plans:
+            offsets.append(offset)
+            merged.gets.extend(replace(g, index=g.index + offset) for g in plan.gets)
+            merged.searches.extend(replace(s, index=s.index + offset) for s in plan.searches)
+            offset += plan.size
+        combined: list[Result] = [None] * merged.size
+        await self._read(merged, combined)
+        return [combined[o : o + p.size] for o, p in zip(offsets, plans, strict=True)]
 
     async def _read(self, plan: _Plan, results: list[Result]) -> None:
         gets = plan.gets
