@@ -337,3 +337,36 @@ async def test_an_uncached_store_still_owes_the_outbox_so_cached_ones_hear(
         while (item := await cached.aget(("u",), "k")) is not None and item.value != {"v": 2}:
             assert loop.time() - started <= bound, "the cached store still serves v1"
             await asyncio.sleep(0.02)
+
+
+async def test_concurrent_reads_share_one_round_trip_and_each_gets_its_own_answer(
+    open_cached_store: OpenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_cached_store() as store:
+        await _seed(store)
+        with mgets(monkeypatch) as calls, StatementLog(store.repository.engine) as log:
+            found = await asyncio.gather(
+                store.aget(("users", "0", "mem"), "k0"),
+                store.aget(("users", "1", "mem"), "k1"),
+                store.asearch(("users", "2", "mem"), limit=2),
+                store.aget(("users", "0", "mem"), "missing"),
+            )
+    assert log.statements == []
+    assert len(calls) == 1 and len(calls[0]) == 3
+    assert found[0] is not None and found[0].value == {"i": 0}
+    assert found[1] is not None and found[1].value == {"i": 1}
+    assert [i.key for i in found[2]] == ["k0", "k1"]
+    assert found[3] is None
+
+
+async def test_a_bad_read_fails_its_own_caller_only(open_cached_store: OpenStore) -> None:
+    """Each caller's ops are validated before they join the others."""
+    async with open_cached_store() as store:
+        await store.aput(("ok",), "k", {"v": 1})
+        good, bad = await asyncio.gather(
+            store.aget(("ok",), "k"),
+            store.asearch(("ok",), filter={"v": {"$regex": "x"}}),
+            return_exceptions=True,
+        )
+    assert not isinstance(good, BaseException) and good is not None
+    assert isinstance(bad, ValueError)
