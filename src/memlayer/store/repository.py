@@ -616,6 +616,8 @@ class StoreRepository:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"the store's database is unavailable: {exc}") from exc
         except DBAPIError as exc:
+            if exc.connection_invalidated:  # the connection dropped mid-statement
+                raise StoreUnavailable(f"the store's database is unavailable: {exc.orig}") from exc
             raise StoreError(f"the store's database refused the operation: {exc.orig}") from exc
 
 

@@ -12,16 +12,18 @@ from typing import Any
 import pytest
 from langgraph.store.base import GetOp, PutOp, SearchOp
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memlayer.cache import make_redis_client
 from memlayer.cache import metrics as cache_metrics
+from memlayer.cache.codec import read_frame
 from memlayer.cache.family_store import FamilyStore
-from memlayer.cache.keys import namespace_digest
+from memlayer.cache.keys import namespace_digest, namespace_key
 from memlayer.memory.coherence import context_cache
 from memlayer.memory.db import Database
 from memlayer.settings import MissingRedisUrl, Settings
-from memlayer.store import MemlayerStore, open_store
+from memlayer.store import MemlayerStore, StoreWriteOutcomeUnknown, open_store
 from memlayer.store import metrics as store_metrics
 from tests.support.metrics import current
 from tests.support.store import OpenStore, StatementLog
@@ -370,3 +372,38 @@ async def test_a_bad_read_fails_its_own_caller_only(open_cached_store: OpenStore
         )
     assert not isinstance(good, BaseException) and good is not None
     assert isinstance(bad, ValueError)
+
+
+@pytest.mark.parametrize("saved", [True, False], ids=["commit-reached-postgres", "commit-lost"])
+async def test_an_unknown_commit_outcome_leaves_a_marker_and_every_reader_right(
+    cached_settings: Settings, saved: bool
+) -> None:
+    """The writer's Postgres link is cut at COMMIT (the reply lost, or the COMMIT itself):
+    the write raises StoreWriteOutcomeUnknown and Redis gets a marker at the bumped
+    version, so no reader serves the cached older value; each then reads what Postgres
+    holds (the new value if it was saved, the old one if not)."""
+    url = make_url(cached_settings.database_url or "")
+    pg = await ChaosProxy(url.port or 5432, url.host or "127.0.0.1").start()
+    through = url.set(host="127.0.0.1", port=pg.port).render_as_string(hide_password=False)
+    writer_settings = cached_settings.model_copy(update={"database_url": through})
+    try:
+        async with open_store(writer_settings) as writer, open_store(cached_settings) as reader:
+            await writer.aput(("amb",), "k", {"v": 1})
+            assert (await reader.aget(("amb",), "k")).value == {"v": 1}  # type: ignore[union-attr]
+            assert reader.cache is not None
+            generation = reader.cache.generation or 0
+            key = namespace_key(
+                cached_settings.cache_key_prefix, namespace_digest("amb"), generation
+            )
+
+            # The COMMIT of this write (its connection sent the upsert), not a drain round's.
+            pg.cut_at(b"COMMIT", deliver=saved, after=b"INSERT INTO store_items")
+            with pytest.raises(StoreWriteOutcomeUnknown, match="Retrying it is safe"):
+                await writer.aput(("amb",), "k", {"v": 2})
+
+            raw = await reader.cache.store.client.get(key)
+            assert raw is not None and read_frame(raw) == (3, None), "a marker at the bump"
+            item = await reader.aget(("amb",), "k")
+            assert item is not None and item.value == ({"v": 2} if saved else {"v": 1})
+    finally:
+        await pg.aclose()
