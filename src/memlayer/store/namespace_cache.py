@@ -169,7 +169,6 @@ class NamespaceCache:
                 raws = await self._store.get_many(readable, generation)
         except REDIS_ERRORS as exc:
             state.redis_failed(exc)
-            cache_metrics.ERROR.inc()
             return await self._bypass(readable, by_digest, out)
         state.shared.breaker.record_success()
         now = self.now()
@@ -266,7 +265,6 @@ class NamespaceCache:
         try:
             raw = encode(value)
             if len(raw) > self._max_bytes:
-                cache_metrics.OVERSIZE.inc()
                 raw = encode(value.without_items())
         except CodecError:
             log.exception("store cache: namespace %r cannot be encoded", value.namespace)
