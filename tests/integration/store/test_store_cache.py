@@ -407,3 +407,40 @@ async def test_an_unknown_commit_outcome_leaves_a_marker_and_every_reader_right(
             assert item is not None and item.value == ({"v": 2} if saved else {"v": 1})
     finally:
         await pg.aclose()
+
+
+async def test_a_namespace_too_big_to_cache_is_read_from_postgres_without_refilling(
+    open_cached_store: OpenStore,
+) -> None:
+    """Past the byte cap the write installs the namespace without its items: readers see
+    at once that it must be asked of Postgres (no lease, no fill on every read)."""
+    async with open_cached_store(store_cache_max_value_bytes=512) as store:
+        await store.abatch([PutOp(("big",), f"k{i}", {"text": "x" * 200}) for i in range(5)])
+        for _ in range(2):
+            with StatementLog(store.repository.engine) as log:
+                item = await store.aget(("big",), "k3")
+                found = await store.asearch(("big",), limit=2)
+            assert item is not None and len(found) == 2
+            assert len(log.statements) == 2, log.statements  # the get, the search: no fill
+
+
+async def test_with_the_breaker_open_concurrent_reads_cost_one_statement(
+    cached_settings: Settings, redis_port: int
+) -> None:
+    proxy = await ChaosProxy(redis_port).start()
+    settings = cached_settings.model_copy(
+        update={"redis_url": proxy.url, "breaker_failure_threshold": 1}
+    )
+    try:
+        async with open_store(settings) as store:
+            assert store.cache is not None
+            await store.aput(("down",), "k", {"v": 1})
+            proxy.refuse()
+            assert await store.aget(("down",), "k") is not None  # Redis fails: breaker opens
+            assert store.cache.breaker_open
+            with StatementLog(store.repository.engine) as log:
+                found = await asyncio.gather(*(store.aget(("down",), "k") for _ in range(50)))
+            assert all(item is not None and item.value == {"v": 1} for item in found)
+            assert len(log.statements) == 1
+    finally:
+        await proxy.aclose()
