@@ -303,6 +303,13 @@ class ContextStore:
         run_id = info.get("run_id") if isinstance(info, dict) else None
         return EpochRecord.parse(raw), str(run_id) if run_id else None
 
+    def on_new_connection(self, handshake: Callable[[Any], Awaitable[None]]) -> None:
+        """Run ``handshake(connection)`` as every new connection's handshake (it must
+        do redis-py's own ``on_connect``). Single-server clients only: a cluster client
+        has a pool per node, and its epoch check goes without run ids anyway."""
+        if isinstance(self._client, Redis):
+            self._client.connection_pool.connection_kwargs["redis_connect_func"] = handshake
+
     async def read_legacy_generation(self) -> int:
         """The pre-epoch generation counter (0 when absent or unreadable)."""
         async with Deadline(self._timeout):
