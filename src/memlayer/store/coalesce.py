@@ -1,7 +1,7 @@
 """Reads issued in the same event-loop iteration run as one batch.
 
 Concurrent ``aget``/``asearch`` calls of one process (a LangGraph app's parallel nodes, a
-server's concurrent requests) each cost a Redis round trip on their own; made in the same
+server's concurrent requests) each cost a Redis round trip on their own; issued within one
 iteration of the event loop they are run as ONE read batch instead: one MGET for every
 namespace they touch, one statement for whatever needs Postgres. ``AsyncPostgresStore``
 batches concurrent calls the same way (``AsyncBatchedBaseStore``), writes and all, and a
@@ -31,18 +31,37 @@ class TickBatches(Generic[T, R]):
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def submit(self, request: T) -> R:
+        """The first request yields the loop once, so every request that becomes ready
+        meanwhile joins it; alone, it runs inline (the uncontended fast path: no task, no
+        hand-over); joined, the batch runs as a task of its own, so one caller's
+        cancellation never stops the others' reads."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append((request, future))
-        if len(self._pending) == 1:
-            loop.call_soon(self._flush)
+        if len(self._pending) > 1:
+            return await future  # the first request of this iteration runs us all
+        try:
+            await asyncio.sleep(0)  # one iteration: every request ready now may join
+        except asyncio.CancelledError:
+            future.cancel()
+            self._start(self._take())  # the others still get theirs
+            raise
+        batch = self._take()
+        if len(batch) == 1:
+            [result] = await self._run([request])
+            return result
+        self._start(batch)
         return await future
 
-    def _flush(self) -> None:
+    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
         batch, self._pending = self._pending, []
-        task = asyncio.ensure_future(self._run_batch(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return batch
+
+    def _start(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        if any(not future.done() for _, future in batch):
+            task = asyncio.ensure_future(self._run_batch(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _run_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         live = [(request, future) for request, future in batch if not future.done()]
@@ -65,8 +84,5 @@ class TickBatches(Generic[T, R]):
 
     async def aclose(self) -> None:
         """Let batches in flight finish (their callers are waiting for them)."""
-        while self._tasks or self._pending:
-            if self._pending:
-                await asyncio.sleep(0)  # the scheduled flush runs first
-                continue
+        while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
