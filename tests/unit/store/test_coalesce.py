@@ -72,3 +72,20 @@ async def test_a_cancelled_caller_leaves_the_others_their_results() -> None:
     with pytest.raises(asyncio.CancelledError):
         await gone
     await batches.aclose()
+
+
+async def test_a_lone_request_runs_inline_and_a_cancelled_first_caller_leaves_the_rest_theirs() -> (
+    None
+):
+    runner = Runner()
+    batches: TickBatches[int, int] = TickBatches(runner)
+    assert await batches.submit(5) == 50  # alone: run inline
+
+    first = asyncio.create_task(batches.submit(1))
+    second = asyncio.create_task(batches.submit(2))
+    await asyncio.sleep(0)  # one loop iteration (not a timer): both reached their await
+    first.cancel()  # while the first caller yields to let others join
+    assert await second == 20
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert runner.batches == [[5], [2]]  # the cancelled caller's read was dropped
