@@ -13,7 +13,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memlayer.store import MemlayerStore
+from memlayer.store import metrics as store_metrics
 from memlayer.store.conformance.stateful import run_store_state_machine
+from tests.support.metrics import current
 from tests.support.store import reset_memlayer_store
 
 
@@ -37,7 +39,9 @@ async def test_random_op_streams_match_in_memory_store_on_cached_postgres(
     memlayer_cached_store: MemlayerStore, store_cached_engine: AsyncEngine
 ) -> None:
     """The production flavour: every get and search goes through the Redis tier."""
+    hits = current(store_metrics.LOOKUP_HIT)
     await _run(memlayer_cached_store, store_cached_engine)
+    assert current(store_metrics.LOOKUP_HIT) > hits, "the reads were answered from Redis"
 
 
 async def test_random_op_streams_match_in_memory_store_on_embedded_sqlite(
