@@ -65,6 +65,7 @@ from memlayer.cache.singleflight import SingleFlight
 from memlayer.cache.state import Subscriber, TierEvent, TierState
 from memlayer.cache.stats import CacheStats, RequestCounts, key_usage
 from memlayer.cache.store import ContextStore
+from memlayer.cache.tier import SharedTier
 from memlayer.cache.ttl import JitteredTtl
 from memlayer.records import LoadResult, LoadSource, MemoryContext
 from memlayer.settings import Settings
@@ -513,6 +514,12 @@ class ContextCache:
     def key_prefix(self) -> str:
         """The prefix of every key of this cache (build keys with ``cache.keys``)."""
         return self._store.prefix
+
+    @property
+    def tier(self) -> SharedTier:
+        """The process's view of Redis (state, epoch watch, recovery), for other key
+        families on the same Redis: one breaker, one generation (``cache.tier``)."""
+        return SharedTier(self._state, self._epoch, self._recovery)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Be told of every generation change and breaker transition (see ``state``).

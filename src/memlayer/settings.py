@@ -227,6 +227,17 @@ class Settings(BaseSettings):
         description="TTL refreshes noted by reads are written together, at most one "
         "statement per this many seconds per process.",
     )
+    store_cache_max_items: int = Field(
+        default=200,
+        ge=0,
+        description="Namespaces with more live items than this are not cached (their gets "
+        "and searches go to Postgres).",
+    )
+    store_cache_max_value_bytes: int = Field(
+        default=256 * 1024,
+        gt=0,
+        description="A namespace whose cached value would be larger is not cached either.",
+    )
     store_ttl_sweep_interval_minutes: float = Field(
         default=5.0,
         ge=0,
