@@ -9,7 +9,11 @@ breaker probe) and ``state`` (where that state changes) are its mechanisms; ``ep
 notices Redis losing data and turns the cache over; ``recent`` remembers acknowledged
 versions; ``store``/``scripts``/``keys``/``codec`` talk to Redis; ``stats`` holds the hit
 ratio; ``port`` the seams to the memory tier (loaders, the generation floor, marker
-installers for the outbox).
+installers for the outbox). Other key families on the same Redis (the LangGraph store's
+namespaces) use the same protocol: ``tier`` (the process's breaker, generation and
+recovery, from ``ContextCache.tier``), ``family_state`` (their own dirty keys),
+``family_store`` (their round trips, batched), ``fill.BatchFillProtocol`` and ``memo``
+(their decoded values).
 """
 
 from memlayer.cache.client import RedisClient, make_redis_client

@@ -44,12 +44,17 @@ def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-def make_redis_client(settings: Settings) -> RedisClient:
-    """One client for the process; the caller owns it and closes it with ``aclose()``."""
+def make_redis_client(settings: Settings, *, embedded_scope: str | None = None) -> RedisClient:
+    """One client for the process; the caller owns it and closes it with ``aclose()``.
+
+    ``embedded_scope``: in embedded mode, clients given the same scope (one embedded
+    database, say) share one in-process server, so several handles of one process see
+    one cache; without it every client gets a server of its own.
+    """
     url = settings.redis_url
     if url is None:
         settings.check_cache_configuration()
-        return _embedded_client()
+        return _embedded_client(embedded_scope)
 
     timeout = settings.redis_timeout_ms / 1000
     common: dict[str, Any] = {
@@ -78,7 +83,10 @@ def make_redis_client(settings: Settings) -> RedisClient:
     return Redis.from_pool(pool)
 
 
-def _embedded_client() -> Redis:
+_embedded_servers: dict[str, Any] = {}  # scope -> fakeredis.FakeServer, for the process
+
+
+def _embedded_client(scope: str | None = None) -> Redis:
     require_embedded_extra(
         "fakeredis", "MEMLAYER_REDIS_URL is not set, so memlayer would use an in-process Redis"
     )
@@ -88,4 +96,9 @@ def _embedded_client() -> Redis:
     if not _embedded_logged:
         log.info("cache: embedded mode (MEMLAYER_REDIS_URL unset): in-process fakeredis")
         _embedded_logged = True
-    return fakeredis.FakeAsyncRedis(decode_responses=False)
+    if scope is None:
+        return fakeredis.FakeAsyncRedis(decode_responses=False)
+    server = _embedded_servers.get(scope)
+    if server is None:
+        server = _embedded_servers[scope] = fakeredis.FakeServer()
+    return fakeredis.FakeAsyncRedis(server=server, decode_responses=False)

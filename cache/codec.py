@@ -144,3 +144,34 @@ def decode_for(user_id: int, raw: bytes) -> MemoryContext | None:
     if context is not None and context.user_id != user_id:
         raise CodecError(f"a value of user {context.user_id} under the key of user {user_id}")
     return context
+
+
+# ------------------------------------------------------------------ framing (any family)
+#
+# Other key families (the LangGraph store's namespaces) keep the same header, so the same
+# Lua scripts compare their versions; only the payload after it is theirs.
+
+
+def frame(version: int, payload: bytes) -> bytes:
+    """A complete value of any family: the header at ``version``, then ``payload``."""
+    return _header(version, COMPLETE) + payload
+
+
+def read_frame(raw: bytes) -> tuple[int, memoryview | None]:
+    """``(version, payload)`` of a framed value; the payload is None for a marker.
+
+    Raises :class:`CodecError` for anything that is not a value of ours.
+    """
+    if len(raw) < HEADER_LEN or raw[0] != _SCHEMA_INT:
+        raise CodecError("unknown schema or truncated value")
+    digits = raw[1:21]
+    if not digits.isdigit():
+        raise CodecError("bad version header")
+    flag = raw[21]
+    if flag == _MARKER_INT:
+        if len(raw) != HEADER_LEN:
+            raise CodecError("marker with a payload")
+        return int(digits), None
+    if flag != _COMPLETE_INT:
+        raise CodecError("unknown value flag")
+    return int(digits), memoryview(raw)[HEADER_LEN:]

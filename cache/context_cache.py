@@ -72,11 +72,12 @@ from memlayer.cache.near_recheck import RecheckResult, recheck
 from memlayer.cache.port import GenerationFloor, Loader, MarkerInstall, WriteThrough
 from memlayer.cache.recent import RecentVersions
 from memlayer.cache.recovery import Recovery
-from memlayer.cache.shared_read import SharedReads
+from memlayer.cache.shared_read import SharedResults
 from memlayer.cache.singleflight import SingleFlight
 from memlayer.cache.state import Subscriber, TierState
 from memlayer.cache.stats import CacheStats, RequestCounts, key_usage
 from memlayer.cache.store import ContextStore
+from memlayer.cache.tier import SharedTier
 from memlayer.cache.ttl import JitteredTtl
 from memlayer.records import LoadResult, LoadSource, MemoryContext
 from memlayer.settings import Settings
@@ -213,7 +214,7 @@ class ContextCache:
         self._link: InvalidationLink | None = None
         self._rechecking: set[asyncio.Task[None]] = set()
         self._epoch = epoch
-        self._reads: SharedReads[int, _Read] = SharedReads(self._read)
+        self._reads: SharedResults[int, _Read] = SharedResults(self._read)
         # A load may join another only while that one is young: a quarter of the bound.
         self._flights: SingleFlight[LoadResult] = SingleFlight(
             max_age_s=settings.coherence_bound_ms / 4000
@@ -600,6 +601,12 @@ class ContextCache:
     def key_prefix(self) -> str:
         """The prefix of every key of this cache (build keys with ``cache.keys``)."""
         return self._store.prefix
+
+    @property
+    def tier(self) -> SharedTier:
+        """The process's view of Redis (state, epoch watch, recovery), for other key
+        families on the same Redis: one breaker, one generation (``cache.tier``)."""
+        return SharedTier(self._state, self._epoch, self._recovery)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Be told of every generation change and breaker transition (see ``state``).

@@ -9,15 +9,20 @@ whole cache must be invalidated instead (a generation bump).
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from typing import Generic, TypeVar
 
-class DirtyUsers:
-    """user id -> highest memory version written while Redis could not be told."""
+K = TypeVar("K", bound=Hashable)
+
+
+class DirtyKeys(Generic[K]):
+    """key -> highest version written while Redis could not be told (any key family)."""
 
     __slots__ = ("_max", "_versions", "overflowed", "pending")
 
     def __init__(self, max_users: int) -> None:
         self._max = max_users
-        self._versions: dict[int, int] = {}
+        self._versions: dict[K, int] = {}
         self.overflowed = False
         # Read on every load: True while anything is remembered (a plain attribute).
         self.pending = False
@@ -28,7 +33,7 @@ class DirtyUsers:
     def __contains__(self, user_id: object) -> bool:
         return self.overflowed or user_id in self._versions
 
-    def add(self, user_id: int, version: int) -> None:
+    def add(self, user_id: K, version: int) -> None:
         self.pending = True
         if self.overflowed:
             return  # the pending generation bump covers this user
@@ -44,14 +49,14 @@ class DirtyUsers:
             return
         self._versions[user_id] = version
 
-    def version_of(self, user_id: int) -> int:
+    def version_of(self, user_id: K) -> int:
         """The highest version remembered for the user (0 when none, or overflowed)."""
         return self._versions.get(user_id, 0)
 
-    def snapshot(self) -> list[tuple[int, int]]:
+    def snapshot(self) -> list[tuple[K, int]]:
         return list(self._versions.items())
 
-    def discard(self, user_id: int, version: int) -> None:
+    def discard(self, user_id: K, version: int) -> None:
         """Forget a user once invalidated at ``version``, unless a newer write came since."""
         current = self._versions.get(user_id)
         if current is not None and current <= version:
@@ -71,3 +76,9 @@ class DirtyUsers:
 
     def _refresh(self) -> None:
         self.pending = self.overflowed or bool(self._versions)
+
+
+class DirtyUsers(DirtyKeys[int]):
+    """user id -> highest memory version written while Redis could not be told."""
+
+    __slots__ = ()

@@ -19,8 +19,12 @@ named by generation, so every old value is orphaned at once (they expire by TTL)
 process never adopts a lower generation than one it has read; while a turnover cannot
 be completed (Postgres down), the process reads nothing from Redis.
 
-Between the loss and its detection a process may serve what the damaged Redis holds:
-that is the ``cache_epoch_check_ms`` part of the coherence bound.
+Between the loss and its detection a process could serve what the damaged Redis holds,
+for up to ``cache_epoch_check_ms``. Where the server tells its run id, that window is
+closed too: every new connection proves it reaches the verified server
+(``server_identity``), and after a restart or a failover every command runs on a new
+connection. Only a loss without a new server (FLUSHALL, eviction of the record) still
+waits for the next check.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from memlayer.cache import metrics
 from memlayer.cache.epoch_record import EpochRecord
 from memlayer.cache.errors import FloorUnavailable
 from memlayer.cache.port import GenerationFloor
+from memlayer.cache.server_identity import ServerIdentityGuard, verifying_epoch
 from memlayer.cache.singleflight import SingleFlight
 from memlayer.cache.state import TierState
 from memlayer.cache.store import ContextStore
@@ -101,6 +106,7 @@ class EpochWatch:
         "_first",
         "_floor",
         "_floor_store",
+        "_guard",
         "_lock",
         "_retry_at",
         "_retry_s",
@@ -128,6 +134,9 @@ class EpochWatch:
         # One check or turnover at a time per process: the watcher, a first load and a
         # write that found the record gone would otherwise turn over twice.
         self._lock = asyncio.Lock()
+        self._guard = ServerIdentityGuard(state)
+        if ask_run_id:
+            store.on_new_connection(self._guard.on_connect)
 
     async def establish(self) -> None:
         """The first check of a process (or after a failed turnover), single-flighted and
@@ -148,8 +157,9 @@ class EpochWatch:
         Raises Redis errors (the caller counts them for the breaker). A turnover that
         cannot be persisted leaves the process reading nothing from Redis.
         """
-        async with self._lock:
-            await self._check()
+        with verifying_epoch():
+            async with self._lock:
+                await self._check()
 
     async def _check(self) -> None:
         if self._ask_run_id:
@@ -161,6 +171,7 @@ class EpochWatch:
         floor = await self._read_floor()
         verdict = judge(record, run_id, self._state.known_generation, floor)
         if verdict.turnover is None:
+            self._guard.verified_run_id = run_id
             self._state.set_generation(verdict.generation)
             return
         await self._turn_over(verdict.turnover, record, run_id)
@@ -171,8 +182,9 @@ class EpochWatch:
         Raises Redis errors. A Postgres failure is logged and leaves the process
         reading nothing from Redis until a later check completes the turnover.
         """
-        async with self._lock:
-            await self._turn_over(reason)
+        with verifying_epoch():
+            async with self._lock:
+                await self._turn_over(reason)
 
     async def _turn_over(
         self,
@@ -197,6 +209,7 @@ class EpochWatch:
         if run_id is None and self._ask_run_id:
             _, run_id = await self._store.read_epoch_and_run_id()
         installed = await self._store.raise_epoch(persisted, run_id or "")
+        self._guard.verified_run_id = run_id
         state.set_generation(installed.generation)
         if target == 1 and reason is TurnoverReason.EPOCH_MISSING:
             # Nothing was ever cached under this prefix: a first start, not a loss.

@@ -9,7 +9,10 @@ a process lost track of too many writes, without ``KEYS`` or ``FLUSHDB``.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 SCHEMA_TAG = "v1"
 
@@ -27,6 +30,45 @@ def context_key(prefix: str, user_id: int, generation: int) -> str:
 def lease_key(prefix: str, user_id: int, generation: int) -> str:
     """The fill lease of the same user, in the same slot as its context key."""
     return f"{_tag(prefix, user_id)}:g{generation}:lease"
+
+
+# ------------------------------------------------------------ store namespaces
+#
+# The LangGraph store caches one value per namespace (``memlayer.store``). Labels may hold
+# any character, braces and colons included, so a namespace's text never goes into a key:
+# its digest does, as the hash tag (all of one namespace's keys in one slot) and as its
+# entity id in the outbox.
+
+NAMESPACE_FAMILY = "ns"  # store namespaces, keyed by namespace_digest (the outbox's family)
+_DIGEST = re.compile(r"[0-9a-f]{32}")
+
+
+@lru_cache(maxsize=65_536)
+def namespace_digest(text: str) -> str:
+    """128 bits of SHA-256 of a namespace's text (UTF-8), as 32 hex digits."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def is_namespace_digest(text: str) -> bool:
+    """Whether ``text`` can name a namespace's keys (an outbox row's entity id, say)."""
+    return _DIGEST.fullmatch(text) is not None
+
+
+def _namespace_tag(prefix: str, digest: str) -> str:
+    # Only a digest may name a namespace's slot (as only an int may name a user's).
+    if not _DIGEST.fullmatch(digest):
+        raise ValueError(f"not a namespace digest: {digest!r}")
+    return f"{prefix}:{SCHEMA_TAG}:{{n:{digest}}}"
+
+
+def namespace_key(prefix: str, digest: str, generation: int) -> str:
+    """``{prefix}:v1:{n:<digest>}:g<generation>:ns`` — one value per store namespace."""
+    return f"{_namespace_tag(prefix, digest)}:g{generation}:ns"
+
+
+def namespace_lease_key(prefix: str, digest: str, generation: int) -> str:
+    """The fill lease of the same namespace, in the same slot as its value."""
+    return f"{_namespace_tag(prefix, digest)}:g{generation}:lease"
 
 
 def epoch_key(prefix: str) -> str:

@@ -34,8 +34,8 @@ class _LeaderCancelled(Exception):
     """The load that issued a shared GET was cancelled; a joiner reads for itself."""
 
 
-class SharedReads(Generic[K, R]):
-    """Shares ``get(key, generation)`` among concurrent readers of one key."""
+class SharedResults(Generic[K, R]):
+    """Shares ``get(key, generation)`` among concurrent readers of one key (any result)."""
 
     __slots__ = ("_get", "_reads", "_retired", "_retirements")
 
@@ -99,3 +99,10 @@ class SharedReads(Generic[K, R]):
                         del self._retired[key]
                     return slot
         return self._reads.pop(key, None)
+
+
+class SharedReads(SharedResults[K, bytes | None]):
+    """Shared GETs of raw values (the LangGraph store's namespaces); the context cache
+    shares its GETs with their near-cache tickets (``SharedResults``)."""
+
+    __slots__ = ()

@@ -70,6 +70,11 @@ class TierState:
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
 
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Stop telling ``subscriber`` (a key family's cache closing before the tier)."""
+        if subscriber in self._subscribers:
+            self._subscribers.remove(subscriber)
+
     def _announce(self, event: TierEvent) -> None:
         for subscriber in self._subscribers:
             subscriber(event)

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from memlayer.cache import keys, scripts
+from memlayer.cache import keys, metrics, scripts
 from memlayer.cache.client import RedisClient
 from memlayer.cache.codec import HEADER_LEN, SCHEMA
 from memlayer.cache.epoch_record import EpochRecord
@@ -133,9 +133,19 @@ class ContextStore:
 
         Bounded by the client's own socket and pool timeouts (the same budget) rather
         than a :class:`Deadline`: one timer per hit less. A timeout that fired far later
-        than due is still told apart as :class:`LoopStalled`, by the clock alone.
+        than due is told apart as :class:`LoopStalled`, by the clock alone, and asked once
+        more: our event loop was busy (a CPU burst), the reply was most likely waiting, and
+        a second GET costs far less than the Postgres query the load would fall back to.
+        Only if the second GET fails too does the caller see the error.
         """
         key = keys.context_key(self._prefix, user_id, generation)
+        try:
+            return await self._get(key)
+        except LoopStalled:
+            metrics.LOOP_STALLS.inc()
+            return await self._get(key)
+
+    async def _get(self, key: str) -> bytes | None:
         started = monotonic()
         try:
             # The client decodes nothing (decode_responses=False): values are bytes.
@@ -302,6 +312,13 @@ class ContextStore:
             raise info
         run_id = info.get("run_id") if isinstance(info, dict) else None
         return EpochRecord.parse(raw), str(run_id) if run_id else None
+
+    def on_new_connection(self, handshake: Callable[[Any], Awaitable[None]]) -> None:
+        """Run ``handshake(connection)`` as every new connection's handshake (it must
+        do redis-py's own ``on_connect``). Single-server clients only: a cluster client
+        has a pool per node, and its epoch check goes without run ids anyway."""
+        if isinstance(self._client, Redis):
+            self._client.connection_pool.connection_kwargs["redis_connect_func"] = handshake
 
     async def read_legacy_generation(self) -> int:
         """The pre-epoch generation counter (0 when absent or unreadable)."""

@@ -81,6 +81,12 @@ class OutboxDrainer:
         """Drain ``family``'s rows through ``installer`` (while ``ready()`` is true)."""
         self._installers[family] = (installer, ready)
 
+    def unregister(self, family: str, installer: MarkerInstaller) -> None:
+        """Stop draining ``family`` through ``installer`` (one that closes before us)."""
+        registered = self._installers.get(family)
+        if registered is not None and registered[0] is installer:
+            del self._installers[family]
+
     def start(self) -> None:
         """Run in the background until :meth:`aclose` (the app's lifespan does this)."""
         if self._task is None or self._task.done():

@@ -77,6 +77,29 @@ async def record(session: AsyncSession, family: str, entity_id: str, version: in
     await session.execute(stmt)
 
 
+async def record_many(
+    bind: AsyncConnection | AsyncSession, family: str, entries: Sequence[tuple[str, int]]
+) -> None:
+    """Owe Redis several entities' versions in one statement (``record`` for many)."""
+    if not entries:
+        return
+    dialect = _dialect(bind)
+    module = postgresql if dialect == "postgresql" else sqlite
+    now = utcnow()
+    stmt = module.insert(CacheOutbox).values(
+        [
+            {"family": family, "entity_id": entity, "version": version, "enqueued_at": now}
+            for entity, version in entries
+        ]
+    )
+    greatest = "GREATEST" if dialect == "postgresql" else "max"
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[CacheOutbox.family, CacheOutbox.entity_id],
+        set_={"version": text(f"{greatest}(cache_outbox.version, excluded.version)")},
+    )
+    await bind.execute(stmt)
+
+
 # Rows of the registered families older than the grace period, oldest first, that no
 # other drainer holds, deleted in the caller's transaction (rolled back if Redis fails:
 # the rows come back). One statement.

@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     cache_max_value_bytes: int = Field(
         default=64 * 1024, gt=0, description="Encoded contexts above this are not cached."
     )
+    cache_decoded_memo_size: int = Field(
+        default=10_000,
+        ge=0,
+        description="Decoded values of other key families (the LangGraph store's "
+        "namespaces) kept per process, reused while Redis returns byte-identical values "
+        "(0 disables). Memory contexts keep theirs in the near-cache "
+        "(near_cache_max_entries).",
+    )
 
     # --- coherence across processes (DESIGN.md invariant 7; docs/coherence.md) -------
     # The bound: an acknowledged write is visible to every process within this time,
@@ -226,6 +234,17 @@ class Settings(BaseSettings):
         gt=0,
         description="TTL refreshes noted by reads are written together, at most one "
         "statement per this many seconds per process.",
+    )
+    store_cache_max_items: int = Field(
+        default=200,
+        ge=0,
+        description="Namespaces with more live items than this are not cached (their gets "
+        "and searches go to Postgres).",
+    )
+    store_cache_max_value_bytes: int = Field(
+        default=256 * 1024,
+        gt=0,
+        description="A namespace whose cached value would be larger is not cached either.",
     )
     store_ttl_sweep_interval_minutes: float = Field(
         default=5.0,

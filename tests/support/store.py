@@ -16,11 +16,21 @@ OpenStore = Callable[..., AbstractAsyncContextManager[MemlayerStore]]
 
 
 async def empty_memlayer_tables(engine: AsyncEngine) -> None:
-    """Delete every item and namespace row (tests only: production never deletes rows of
-    store_namespaces, so that versions never start over)."""
+    """Delete every item and namespace row, and what the outbox owes for them (tests only:
+    production never deletes rows of store_namespaces, so that versions never start over;
+    a cached store must be turned over too, see :func:`reset_memlayer_store`)."""
     async with engine.begin() as conn:
         await conn.execute(text("DELETE FROM store_items"))
         await conn.execute(text("DELETE FROM store_namespaces"))
+        await conn.execute(text("DELETE FROM cache_outbox WHERE family = 'ns'"))
+
+
+async def reset_memlayer_store(store: MemlayerStore, engine: AsyncEngine) -> None:
+    """Empty the tables under a store. Versions then start over, so a cached store's
+    values (at higher versions) must go too: its cache turns over to a new generation."""
+    await empty_memlayer_tables(engine)
+    if store.cache is not None:
+        await store.cache.turn_over()
 
 
 async def empty_peer(store: AsyncPostgresStore) -> None:
@@ -39,14 +49,19 @@ def psycopg_dsn(sqlalchemy_url: str) -> str:
 
 
 class StatementLog:
-    """Every SQL statement an engine sends while the block runs (BEGIN/COMMIT excluded)."""
+    """Every SQL statement an engine sends while the block runs (BEGIN/COMMIT excluded),
+    except the cache tier's background work on the same engine (outbox acknowledgements,
+    drain rounds, backlog counts, the generation floor of an epoch check), which runs on
+    its own clock, not for the ops under test."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine.sync_engine
         self.statements: list[str] = []
 
     def _record(self, _conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        self.statements.append(" ".join(statement.split()))
+        flat = " ".join(statement.split())
+        if not flat.startswith(_BACKGROUND):
+            self.statements.append(flat)
 
     def __enter__(self) -> StatementLog:
         from sqlalchemy import event
@@ -68,3 +83,9 @@ class StatementLog:
 
 
 _WRITES = {"INSERT", "UPDATE", "DELETE", "WITH"}
+_BACKGROUND = (
+    "DELETE FROM cache_outbox",
+    "SELECT count(*), COALESCE(EXTRACT(EPOCH",
+    "SELECT cache_generations.",
+    "INSERT INTO cache_generations",
+)

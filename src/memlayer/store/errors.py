@@ -52,3 +52,19 @@ class StoreUnavailable(StoreError):
 
 class StoreClosed(StoreError):
     """The store was used after its ``open_store`` block ended."""
+
+
+class StoreWriteOutcomeUnknown(StoreUnavailable):
+    """The connection failed during COMMIT: the write may or may not have been saved.
+
+    Retrying is safe: puts are idempotent (the same value again), and so are deletes.
+    ``outcome`` is what the write was about to commit (the cache is told to distrust
+    those namespaces until it knows).
+    """
+
+    def __init__(self, outcome: object) -> None:
+        super().__init__(
+            "the database connection failed while committing: the write may or may not "
+            "have been saved. Retrying it is safe (puts and deletes are idempotent)"
+        )
+        self.outcome = outcome

@@ -24,7 +24,7 @@ from langgraph.store.base import InvalidNamespaceError, ListNamespacesOp, MatchC
 from memlayer.store.errors import InvalidOperation
 
 SEPARATOR = "."
-_AFTER_SEPARATOR = chr(ord(SEPARATOR) + 1)
+AFTER_SEPARATOR = chr(ord(SEPARATOR) + 1)
 WILDCARD = "*"
 RESERVED_ROOT = "langgraph"
 
@@ -94,7 +94,7 @@ def from_text(text: str) -> tuple[str, ...]:
 
 def descendants_range(prefix_text: str) -> tuple[str, str]:
     """``[lo, hi)``: the texts of every namespace strictly below ``prefix_text``."""
-    return prefix_text + SEPARATOR, prefix_text + _AFTER_SEPARATOR
+    return prefix_text + SEPARATOR, prefix_text + AFTER_SEPARATOR
 
 
 def ancestors(namespace: tuple[str, ...]) -> list[str]:

@@ -10,9 +10,18 @@ Round trips per ``abatch`` (the statements are built per batch, not per op):
 - all ``ListNamespacesOp`` of a batch: ONE ``SELECT`` over ``store_namespaces``.
 - all ``PutOp`` (puts and deletes) of a batch: ONE transaction, ``write()``, which owns it:
   create missing namespace rows (``INSERT .. ON CONFLICT DO NOTHING``), lock and bump
-  versions (``UPDATE .. RETURNING``), upsert the items, delete the deleted ones: four
-  statements at most (inserts and deletes are chunked past 1,000 rows). Phase 2's outbox
-  row goes into the same transaction, here.
+  versions and owe the cache the new ones (on Postgres ONE statement: ``UPDATE ..
+  RETURNING`` and the outbox rows in a CTE), upsert the items, delete the deleted ones:
+  four statements at most (inserts and deletes are chunked past 1,000 rows). With the
+  cache on, a fifth reads back the changed namespaces for the write-through.
+- the cache's fills: ONE statement for every namespace a batch missed (``load_namespaces``:
+  each one's versions, whether it has descendants, and its newest live items up to a cap),
+  on the read replica when one is configured and the caller allows it.
+
+Every write owes the cache tier the new version of each namespace it changed (family
+``ns``, entity = the namespace's digest, version = ``version + tree_version``): a row of
+``cache_outbox`` in the write's own transaction, cleared by the writer's acknowledgement
+or by a drainer (``memory.outbox``). Uncached processes write it too, so cached ones hear.
 
 Postgres decides time with its own clock (``now()``), so several hosts agree; SQLite, being
 one file on one machine, uses Python's. Driver exceptions are translated here, once: an
@@ -31,8 +40,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Integer,
     Select,
+    Text,
     and_,
     bindparam,
     case,
@@ -40,6 +52,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    null,
     or_,
     select,
     text,
@@ -55,9 +68,17 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from memlayer.cache.keys import NAMESPACE_FAMILY, namespace_digest
+from memlayer.memory import outbox
 from memlayer.memory.models import UTCDateTime
 from memlayer.store import namespaces as ns
-from memlayer.store.errors import StoreError, StoreNotMigrated, StoreUnavailable
+from memlayer.store.errors import (
+    StoreError,
+    StoreNotMigrated,
+    StoreUnavailable,
+    StoreWriteOutcomeUnknown,
+)
+from memlayer.store.metrics import STATEMENTS
 from memlayer.store.schema import store_items as items
 from memlayer.store.schema import store_namespaces as spaces
 from memlayer.store.values import NUL_ESCAPE
@@ -131,28 +152,59 @@ class ItemWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class NamespaceRows:
+    """One namespace as the cache stores it, read in one snapshot.
+
+    ``version`` is the cache's combined version, ``version + tree_version`` (0: no row):
+    it strictly increases whenever the namespace's items change or a namespace appears
+    at or below it. ``items`` are its live items, newest first, at most the cap asked
+    for; ``truncated`` says there were more. ``read_at``: the database's clock then.
+    """
+
+    namespace: str
+    version: int
+    has_descendants: bool
+    items: tuple[ItemRow, ...]
+    truncated: bool
+    read_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class WriteOutcome:
-    """What one write transaction changed, for the cache tier to come.
+    """What one write transaction changed, for the cache tier.
 
     ``versions``: each touched namespace's version after the write (namespaces that had no
     row, i.e. deletes where nothing ever was, are absent). ``tree_versions``: the new tree
-    version of every namespace whose subtree gained a namespace. ``at``: the transaction's
-    timestamp, which is every written item's ``updated_at``.
+    version of every namespace whose subtree gained a namespace. ``combined``: the cache
+    version (``version + tree_version``) of every namespace the write changed (the root
+    aside: it is never cached), as owed in the outbox. ``loaded``: those namespaces read
+    back in the transaction (when asked for). ``at``: the transaction's timestamp, which
+    is every written item's ``updated_at``.
     """
 
     versions: dict[str, int] = field(default_factory=dict)
     tree_versions: dict[str, int] = field(default_factory=dict)
     created: tuple[str, ...] = ()
     at: datetime | None = None
+    combined: dict[str, int] = field(default_factory=dict)
+    loaded: dict[str, NamespaceRows] = field(default_factory=dict)
 
 
 class StoreRepository:
-    """The store's SQL on one engine; reads in autocommit, each write one transaction."""
+    """The store's SQL on one engine; reads in autocommit, each write one transaction.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    ``replica``: an engine on a read replica, used only by cache fills that allow it.
+    """
+
+    def __init__(self, engine: AsyncEngine, replica: AsyncEngine | None = None) -> None:
         self._engine = engine
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._replica = replica.execution_options(isolation_level="AUTOCOMMIT") if replica else None
         self._postgres = engine.dialect.name == "postgresql"
+
+    @property
+    def has_replica(self) -> bool:
+        return self._replica is not None
 
     @property
     def is_postgres(self) -> bool:
@@ -185,6 +237,7 @@ class StoreRepository:
         for query in searches:
             members.append(self._search_member(query, now, wrap=bool(gets) or len(searches) > 1))
         statement = members[0] if len(members) == 1 else union_all(*members)
+        STATEMENTS.labels("read").inc()
         async with self._read_connection() as conn:
             result = await conn.execute(statement)
             for op, *columns in result.all():
@@ -247,27 +300,115 @@ class StoreRepository:
             )
         live = exists().where(items.c.namespace == spaces.c.namespace, _alive(now))
         statement = select(spaces.c.namespace).where(or_(*narrowing), live)
+        STATEMENTS.labels("list").inc()
         async with self._read_connection() as conn:
             return list((await conn.execute(statement)).scalars())
 
+    async def load_namespaces(
+        self, names: Sequence[str], cap: int, *, replica: bool = False
+    ) -> dict[str, NamespaceRows]:
+        """Each namespace as the cache stores it (see :class:`NamespaceRows`), in ONE
+        statement; from the read replica when ``replica`` and one is configured."""
+        if not names:
+            return {}
+        engine = self._replica if replica and self._replica is not None else self._reader
+        STATEMENTS.labels("replica_load" if engine is not self._reader else "load").inc()
+        async with self._translated(), engine.connect() as conn:
+            return await self._load(conn, names, cap)
+
+    async def _load(
+        self, conn: AsyncConnection, names: Sequence[str], cap: int
+    ) -> dict[str, NamespaceRows]:
+        now = self._now()
+        members: list[Any] = []
+        for index, name in enumerate(names):
+            member = (
+                select(
+                    literal(index, Integer).label("op"),
+                    *_ITEM_COLUMNS,
+                    cast(null(), BigInteger).label("version"),
+                    cast(null(), BigInteger).label("tree_version"),
+                    cast(null(), Boolean).label("below"),
+                    now.label("read_at"),
+                )
+                .where(items.c.namespace == name, _alive(now))
+                .order_by(items.c.updated_at.desc(), items.c.namespace, items.c.key)
+                .limit(cap + 1)
+                .subquery()
+            )
+            members.append(select(*member.c))
+        below = spaces.alias("below")
+        has_below = exists().where(
+            below.c.namespace >= spaces.c.namespace + ns.SEPARATOR,
+            below.c.namespace < spaces.c.namespace + ns.AFTER_SEPARATOR,
+        )
+        members.append(
+            select(
+                literal(-1, Integer),
+                spaces.c.namespace,
+                *(cast(null(), c.type) for c in _ITEM_COLUMNS[1:]),
+                spaces.c.version,
+                spaces.c.tree_version,
+                has_below,
+                now,
+            ).where(spaces.c.namespace.in_(sorted(set(names))))
+        )
+        rows: dict[str, list[ItemRow]] = {name: [] for name in names}
+        versions: dict[str, tuple[int, bool]] = {}
+        read_at = datetime.now(UTC)
+        for op, *columns, version, tree, has, at in await conn.execute(union_all(*members)):
+            read_at = _utc(at)
+            if op < 0:
+                versions[columns[0]] = (int(version) + int(tree), bool(has))
+            else:
+                rows[names[op]].append(ItemRow(*columns))
+        loaded = {}
+        for name in names:
+            found = sorted(rows[name], key=lambda r: r.order_key)
+            version, has = versions.get(name, (0, False))
+            loaded[name] = NamespaceRows(
+                name, version, has, tuple(found[:cap]), len(found) > cap, read_at
+            )
+        return loaded
+
     # --- the write path ------------------------------------------------------------
 
-    async def write(self, writes: Sequence[ItemWrite]) -> WriteOutcome:
-        """Apply puts and deletes atomically, bumping namespace versions in the same
-        transaction (the one place that owns it: the outbox of phase 2 goes here too)."""
+    async def write(
+        self, writes: Sequence[ItemWrite], *, read_back: int | None = None
+    ) -> WriteOutcome:
+        """Apply puts and deletes atomically, bumping namespace versions and owing the
+        cache the new ones in the same transaction (the one place that owns it).
+
+        ``read_back``: also read every changed namespace as the cache stores it (up to
+        this many items each), for the write-through. A connection lost during COMMIT
+        raises :class:`StoreWriteOutcomeUnknown`, which carries what was about to commit.
+        """
         if not writes:
             return WriteOutcome()
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            committing: WriteOutcome | None = None
             try:
-                async with self._translated(), self._engine.begin() as conn:
-                    return await self._write(conn, writes)
+                async with self._translated(), self._engine.connect() as conn:
+                    transaction = await conn.begin()
+                    outcome = await self._write(conn, writes, read_back)
+                    committing = outcome
+                    await transaction.commit()
+                    return outcome
+            except StoreUnavailable as exc:
+                if committing is not None:
+                    raise StoreWriteOutcomeUnknown(committing) from exc.__cause__
+                if attempt == _WRITE_ATTEMPTS or not _is_retryable(exc.__cause__):
+                    raise
+                log.info("store write retried after %s (attempt %d)", exc, attempt)
             except StoreError as exc:
                 if attempt == _WRITE_ATTEMPTS or not _is_retryable(exc.__cause__):
                     raise
                 log.info("store write retried after %s (attempt %d)", exc, attempt)
         raise AssertionError("unreachable")
 
-    async def _write(self, conn: AsyncConnection, writes: Sequence[ItemWrite]) -> WriteOutcome:
+    async def _write(
+        self, conn: AsyncConnection, writes: Sequence[ItemWrite], read_back: int | None
+    ) -> WriteOutcome:
         touched = sorted({ns.to_text(w.namespace) for w in writes})
         rows: dict[str, int] = {}
         for w in writes:
@@ -281,60 +422,77 @@ class StoreRepository:
                 [{"namespace": text_, "depth": rows[text_]} for text_ in sorted(rows)]
             )
             insert = insert.on_conflict_do_nothing(index_elements=[spaces.c.namespace])
+            STATEMENTS.labels("write").inc()
             created = list((await conn.execute(insert.returning(spaces.c.namespace))).scalars())
         grown: set[str] = set()
         for text_ in created:
             grown.add(text_)
             grown.update(ns.ancestors(ns.from_text(text_)))
-        outcome = await self._bump(conn, touched, sorted(grown))
-        now = outcome.at or datetime.now(UTC)
-        outcome = WriteOutcome(outcome.versions, outcome.tree_versions, tuple(created), now)
+        bumped = await self._bump(conn, touched, sorted(grown))
+        now = bumped.at or datetime.now(UTC)
         puts = [w for w in writes if w.value is not None]
         deletes = [w for w in writes if w.value is None]
         for chunk in _chunks(puts):
+            STATEMENTS.labels("write").inc()
             await conn.execute(self._upsert(chunk, now))
         for chunk in _chunks(deletes):
             pairs = [(ns.to_text(w.namespace), w.key) for w in chunk]
+            STATEMENTS.labels("write").inc()
             await conn.execute(
                 items.delete().where(tuple_(items.c.namespace, items.c.key).in_(pairs))
             )
-        return outcome
+        loaded: dict[str, NamespaceRows] = {}
+        if read_back is not None and bumped.combined:
+            STATEMENTS.labels("read_back").inc()
+            loaded = await self._load(conn, sorted(bumped.combined), read_back)
+        return WriteOutcome(
+            bumped.versions,
+            bumped.tree_versions,
+            tuple(created),
+            now,
+            bumped.combined,
+            loaded,
+        )
 
     async def _bump(
         self, conn: AsyncConnection, touched: list[str], grown: list[str]
     ) -> WriteOutcome:
-        """Lock the namespaces (in one order, so writers never deadlock) and bump them."""
+        """Lock the namespaces (in one order, so writers never deadlock), bump them, and
+        owe the cache their new versions (the outbox rows)."""
         targets = sorted(set(touched) | set(grown))
+        owed = [name for name in targets if name]  # the root is never cached
+        STATEMENTS.labels("write").inc()
+        if self._postgres:
+            result = await conn.execute(
+                _PG_BUMP,
+                {
+                    "targets": targets,
+                    "touched": touched,
+                    "grown": grown,
+                    "family": NAMESPACE_FAMILY,
+                    "names": owed,
+                    "digests": [namespace_digest(name) for name in owed],
+                },
+            )
+            return _bumped(result.all(), set(touched), set(grown))
         version = spaces.c.version + case((spaces.c.namespace.in_(touched), 1), else_=0)
         tree: ColumnElement[Any] = spaces.c.tree_version
         if grown:
             tree = tree + case((spaces.c.namespace.in_(grown), 1), else_=0)
         statement = update(spaces).values(version=version, tree_version=tree)
-        if self._postgres:
-            locked = (
-                select(spaces.c.namespace)
-                .where(spaces.c.namespace.in_(targets))
-                .order_by(spaces.c.namespace)
-                .with_for_update()
-                .cte("locked")
-            )
-            statement = statement.where(spaces.c.namespace == locked.c.namespace)
-        else:
-            statement = statement.where(spaces.c.namespace.in_(targets))
-        statement = statement.returning(
+        statement = statement.where(spaces.c.namespace.in_(targets)).returning(
             spaces.c.namespace, spaces.c.version, spaces.c.tree_version, self._now()
         )
-        versions: dict[str, int] = {}
-        trees: dict[str, int] = {}
-        at: datetime | None = None
-        touched_set, grown_set = set(touched), set(grown)
-        for name, version_, tree_version, now in (await conn.execute(statement)).all():
-            at = _utc(now)
-            if name in touched_set:
-                versions[name] = version_
-            if name in grown_set:
-                trees[name] = tree_version
-        return WriteOutcome(versions, trees, (), at)
+        bumped = _bumped((await conn.execute(statement)).all(), set(touched), set(grown))
+        if bumped.combined:
+            # SQLite (embedded, one process): the outbox rows in a statement of their own.
+            STATEMENTS.labels("write").inc()
+            await outbox.record_many(
+                conn,
+                NAMESPACE_FAMILY,
+                [(namespace_digest(n), v) for n, v in sorted(bumped.combined.items())],
+            )
+        return bumped
 
     def _upsert(self, chunk: Sequence[ItemWrite], now: datetime) -> Any:
         insert = self._insert(items).values(
@@ -378,6 +536,7 @@ class StoreRepository:
         ``min(min_interval_seconds, TTL / 2)`` ago (the coalescing bound). One statement."""
         if not due:
             return 0
+        STATEMENTS.labels("ttl_refresh").inc()
         async with self._translated(), self._engine.begin() as conn:
             if self._postgres:
                 result = await conn.execute(
@@ -413,6 +572,7 @@ class StoreRepository:
             )
             if self._postgres:
                 doomed = doomed.with_for_update(skip_locked=True)
+            STATEMENTS.labels("sweep").inc()
             async with self._translated(), self._engine.begin() as conn:
                 result = await conn.execute(
                     items.delete().where(tuple_(items.c.namespace, items.c.key).in_(doomed))
@@ -456,7 +616,26 @@ class StoreRepository:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"the store's database is unavailable: {exc}") from exc
         except DBAPIError as exc:
+            if exc.connection_invalidated:  # the connection dropped mid-statement
+                raise StoreUnavailable(f"the store's database is unavailable: {exc.orig}") from exc
             raise StoreError(f"the store's database refused the operation: {exc.orig}") from exc
+
+
+def _bumped(rows: Sequence[Any], touched: set[str], grown: set[str]) -> WriteOutcome:
+    """The bump's RETURNING rows as an outcome (``at``: the transaction's timestamp)."""
+    versions: dict[str, int] = {}
+    trees: dict[str, int] = {}
+    combined: dict[str, int] = {}
+    at: datetime | None = None
+    for name, version, tree_version, now in rows:
+        at = _utc(now)
+        if name in touched:
+            versions[name] = version
+        if name in grown:
+            trees[name] = tree_version
+        if name:
+            combined[name] = version + tree_version
+    return WriteOutcome(versions, trees, (), at, combined)
 
 
 def _alive(now: ColumnElement[Any]) -> ColumnElement[bool]:
@@ -486,6 +665,44 @@ def _is_retryable(exc: BaseException | None) -> bool:
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     return code in _RETRYABLE_SQLSTATES
 
+
+# Lock the namespaces in one order (writers never deadlock), bump their versions, and owe
+# the cache each changed namespace's combined version, all in ONE statement (the memory
+# contexts' bump does the same). An existing outbox row keeps its enqueue time.
+_PG_BUMP = text(
+    """
+    WITH locked AS (
+      SELECT namespace FROM store_namespaces
+       WHERE namespace = ANY(CAST(:targets AS text[]))
+       ORDER BY namespace
+         FOR UPDATE
+    ), bumped AS (
+      UPDATE store_namespaces AS s
+         SET version = s.version
+               + CASE WHEN s.namespace = ANY(CAST(:touched AS text[])) THEN 1 ELSE 0 END,
+             tree_version = s.tree_version
+               + CASE WHEN s.namespace = ANY(CAST(:grown AS text[])) THEN 1 ELSE 0 END
+        FROM locked
+       WHERE s.namespace = locked.namespace
+      RETURNING s.namespace, s.version, s.tree_version
+    ), owed AS (
+      INSERT INTO cache_outbox (family, entity_id, version, enqueued_at)
+      SELECT :family, d.digest, b.version + b.tree_version, now()
+        FROM bumped AS b
+        JOIN unnest(CAST(:names AS text[]), CAST(:digests AS text[])) AS d(namespace, digest)
+          ON d.namespace = b.namespace
+      ON CONFLICT (family, entity_id) DO UPDATE
+        SET version = GREATEST(cache_outbox.version, EXCLUDED.version)
+    )
+    SELECT namespace, version, tree_version, now() FROM bumped
+    """
+).bindparams(
+    bindparam("targets", type_=postgresql.ARRAY(Text)),
+    bindparam("touched", type_=postgresql.ARRAY(Text)),
+    bindparam("grown", type_=postgresql.ARRAY(Text)),
+    bindparam("names", type_=postgresql.ARRAY(Text)),
+    bindparam("digests", type_=postgresql.ARRAY(Text)),
+)
 
 _PG_REFRESH = text(
     """

@@ -1,9 +1,19 @@
-"""``MemlayerStore``: LangGraph's ``BaseStore`` on memlayer's Postgres tier.
+"""``MemlayerStore``: LangGraph's ``BaseStore`` on memlayer's two tiers.
 
 A batch is validated whole before any SQL runs (a bad op fails the batch and changes
 nothing). Then, like ``InMemoryStore``, every read of the batch sees the state from before
-the batch's writes: gets and searches (one statement), namespace listings (one statement),
-then all puts and deletes (one transaction; for one key the last op wins).
+the batch's writes: gets and searches, namespace listings (one statement), then all puts
+and deletes (one transaction; for one key the last op wins).
+
+Gets and searches, with the Redis tier on (``namespace_cache``): every namespace the batch
+reads is looked up with ONE MGET (misses filled together: one statement); a get is then
+answered from its namespace's cached value, and so is a search whose prefix is a cached
+namespace with no namespaces below it, with the same filter and order as below. What the
+cache cannot answer goes to Postgres as ONE statement for all of it: searches over a
+prefix that has namespaces below it, or over every namespace, and ops on namespaces past
+the cache's size cap (``store_cache_max_items``/``_value_bytes``). A namespace that must
+bypass Redis now (breaker open, a write Redis was not told of) is loaded from Postgres
+whole, single-flighted, and answered the same way. Listings are never cached.
 
 The order of a plain search is newest first: ``updated_at`` descending, then namespace and
 key ascending (bytewise), a total order, so offset pages never overlap or skip while the
@@ -13,8 +23,8 @@ data holds still. Items written by one batch share one ``updated_at`` (the trans
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langgraph.store.base import (
@@ -29,10 +39,17 @@ from langgraph.store.base import (
     SearchOp,
 )
 
+from memlayer.store import metrics, values
 from memlayer.store import namespaces as ns
-from memlayer.store import values
-from memlayer.store.errors import InvalidOperation, StoreClosed, VectorSearchUnsupported
+from memlayer.store.coalesce import TickBatches
+from memlayer.store.errors import (
+    InvalidOperation,
+    StoreClosed,
+    StoreWriteOutcomeUnknown,
+    VectorSearchUnsupported,
+)
 from memlayer.store.filters import CompiledFilter, compile_filter
+from memlayer.store.namespace_cache import NamespaceCache
 from memlayer.store.repository import (
     ItemRow,
     ItemWrite,
@@ -83,8 +100,17 @@ class MemlayerStore(BaseStore):
 
     supports_ttl = True
 
-    def __init__(self, repository: StoreRepository, policy: TTLPolicy) -> None:
+    def __init__(
+        self,
+        repository: StoreRepository,
+        policy: TTLPolicy,
+        cache: NamespaceCache | None = None,
+        *,
+        cache_cap: int = 0,
+    ) -> None:
         self._repository = repository
+        self._cache = cache
+        self._cache_cap = cache_cap
         self._policy = policy
         self.ttl_config = policy.config()
         self._refresher = Refresher(repository, policy)
@@ -95,6 +121,7 @@ class MemlayerStore(BaseStore):
         )
         self._loop = asyncio.get_running_loop()
         self._closed = False
+        self._reads: TickBatches[_Plan, list[Result]] = TickBatches(self._read_plans)
         if self._sweeper is not None:
             self._sweeper.start()
 
@@ -104,6 +131,9 @@ class MemlayerStore(BaseStore):
         if self._closed:
             raise StoreClosed("the store was closed: use it inside its `open_store()` block")
         plan = _plan(list(ops))
+        if not plan.listings and not plan.writes and (plan.gets or plan.searches):
+            # Reads only: combined with the other read batches of this loop iteration.
+            return await self._reads.submit(plan)
         results: list[Result] = [None] * plan.size
         if plan.gets or plan.searches:
             await self._read(plan, results)
@@ -144,6 +174,11 @@ class MemlayerStore(BaseStore):
         return self._repository
 
     @property
+    def cache(self) -> NamespaceCache | None:
+        """The Redis tier in front of the tables (None when the cache is off)."""
+        return self._cache
+
+    @property
     def refresher(self) -> Refresher:
         return self._refresher
 
@@ -156,19 +191,111 @@ class MemlayerStore(BaseStore):
         if self._closed:
             return
         self._closed = True
+        await self._reads.aclose()
         if self._sweeper is not None:
             await self._sweeper.aclose()
         await self._refresher.aclose()
 
     # --- the three kinds of work -------------------------------------------------------
 
+    async def _read_plans(self, plans: list[_Plan]) -> list[list[Result]]:
+        """Several callers' read batches as one (``coalesce``): ops re-numbered into one
+        result list, read together, and handed back to each caller in its own order."""
+        if len(plans) == 1:
+            results: list[Result] = [None] * plans[0].size
+            await self._read(plans[0], results)
+            return [results]
+        merged = _Plan(size=sum(p.size for p in plans))
+        offsets = []
+        offset = 0
+        for plan in plans:
+            offsets.append(offset)
+            merged.gets.extend(replace(g, index=g.index + offset) for g in plan.gets)
+            merged.searches.extend(replace(s, index=s.index + offset) for s in plan.searches)
+            offset += plan.size
+        combined: list[Result] = [None] * merged.size
+        await self._read(merged, combined)
+        return [combined[o : o + p.size] for o, p in zip(offsets, plans, strict=True)]
+
     async def _read(self, plan: _Plan, results: list[Result]) -> None:
-        queries: list[SearchQuery] = []
-        bounded: dict[int, int] = {}  # op index -> candidates fetched by the first statement
+        gets = plan.gets
+        searches = []
         for search in plan.searches:
             if search.limit == 0:
                 results[search.index] = []
+            else:
+                searches.append(search)
+        refreshed: list[ItemRow] = []
+        if self._cache is not None:
+            gets, searches = await self._read_cached(gets, searches, results, refreshed)
+        else:
+            metrics.UNCACHED_DISABLED.inc(len(gets) + len(searches))
+        if gets or searches:
+            await self._read_database(gets, searches, results, refreshed)
+        if refreshed:
+            self._refresher.note(refreshed)
+
+    async def _read_cached(
+        self,
+        gets: list[_Get],
+        searches: list[_Search],
+        results: list[Result],
+        refreshed: list[ItemRow],
+    ) -> tuple[list[_Get], list[_Search]]:
+        """Answer what the cached namespaces can; return the ops left for Postgres."""
+        assert self._cache is not None
+        wanted = {g.namespace for g in gets if g.namespace}
+        wanted.update(s.prefix for s in searches if s.prefix is not None)
+        cached = await self._cache.read(sorted(wanted)) if wanted else {}
+        left_gets: list[_Get] = []
+        for get in gets:
+            if not get.namespace:  # nothing can live in the root
+                results[get.index] = None
+                metrics.GET_CACHE.inc()
                 continue
+            value = cached[get.namespace]
+            if not value.answers_gets:
+                metrics.UNCACHED_OVER_CAP.inc()
+                left_gets.append(get)
+                continue
+            row = value.by_key.get(get.key)
+            results[get.index] = _item(row) if row is not None else None
+            if row is not None and get.refresh:
+                refreshed.append(row)
+            metrics.GET_CACHE.inc()
+        left_searches: list[_Search] = []
+        for search in searches:
+            found = cached[search.prefix] if search.prefix is not None else None
+            if found is None or not found.answers_searches:
+                if found is None:
+                    metrics.UNCACHED_ROOT.inc()
+                elif found.over_cap:
+                    metrics.UNCACHED_OVER_CAP.inc()
+                else:
+                    metrics.UNCACHED_DESCENDANTS.inc()
+                left_searches.append(search)
+                continue
+            rows = _finish(found.items, search)
+            results[search.index] = [_search_item(row) for row in rows]
+            if search.refresh:
+                refreshed.extend(rows)
+            metrics.SEARCH_CACHE.inc()
+        return left_gets, left_searches
+
+    async def _read_database(
+        self,
+        gets: list[_Get],
+        searches: list[_Search],
+        results: list[Result],
+        refreshed: list[ItemRow],
+    ) -> None:
+        """Gets and searches in one statement (a second only for searches whose filter
+        SQL cannot decide and whose bounded first page fell short)."""
+        metrics.GET_DATABASE.inc(len(gets))
+        metrics.SEARCH_DATABASE.inc(len(searches))
+        queries: list[SearchQuery] = []
+        bounded: dict[int, int] = {}  # op index -> candidates fetched by the first statement
+        for search in searches:
             containment = search.filter.containment if search.filter else None
             if search.filter is None or (
                 self._repository.is_postgres and search.filter.exact_in_sql
@@ -182,13 +309,12 @@ class MemlayerStore(BaseStore):
                 fetch = max(_FIRST_PAGE_MIN, (search.offset + search.limit) * _OVERFETCH)
                 bounded[search.index] = fetch
                 queries.append(SearchQuery(search.index, search.prefix, containment, fetch))
-        gets = [(g.namespace, g.key) for g in plan.gets]
-        found, pages = await self._repository.read(gets, queries)
+        found, pages = await self._repository.read([(g.namespace, g.key) for g in gets], queries)
 
-        searches = {s.index: s for s in plan.searches}
+        by_index = {s.index: s for s in searches}
         again = []
         for index, fetched in bounded.items():
-            search = searches[index]
+            search = by_index[index]
             rows = pages[index]
             matched = _finish(rows, search)
             if len(matched) < search.offset + search.limit and len(rows) == fetched:
@@ -198,23 +324,18 @@ class MemlayerStore(BaseStore):
         if again:
             _, more = await self._repository.read([], again)
             for index, rows in more.items():
-                pages[index] = _finish(rows, searches[index])
+                pages[index] = _finish(rows, by_index[index])
 
-        refreshed: list[ItemRow] = []
-        for get in plan.gets:
+        for get in gets:
             row = found.get((get.namespace, get.key))
             results[get.index] = _item(row) if row is not None else None
             if row is not None and get.refresh:
                 refreshed.append(row)
-        for search in plan.searches:
-            if search.limit == 0:
-                continue
-            rows = pages[search.index]  # filtered and paged, by SQL or by _finish
-            results[search.index] = [_search_item(row) for row in rows]
+        for search in searches:
+            page = pages[search.index]  # filtered and paged, by SQL or by _finish
+            results[search.index] = [_search_item(row) for row in page]
             if search.refresh:
-                refreshed.extend(rows)
-        if refreshed:
-            self._refresher.note(refreshed)
+                refreshed.extend(page)
 
     async def _list(self, plan: _Plan, results: list[Result]) -> None:
         listings = [_listing(p.literal_prefix, p.min_depth) for _, p in plan.listings]
@@ -224,7 +345,18 @@ class MemlayerStore(BaseStore):
             results[index] = listing.finish(namespaces)
 
     async def _write(self, writes: list[ItemWrite]) -> WriteOutcome:
-        return await self._repository.write(writes)
+        cache = self._cache
+        try:
+            outcome = await self._repository.write(
+                writes, read_back=self._cache_cap if cache is not None else None
+            )
+        except StoreWriteOutcomeUnknown as unknown:
+            if cache is not None and isinstance(unknown.outcome, WriteOutcome):
+                await cache.mark_outcome_unknown(unknown.outcome.combined)
+            raise
+        if cache is not None and outcome.loaded:
+            await cache.write_through(outcome.loaded)
+        return outcome
 
 
 def _listing(literal: tuple[str, ...] | None, min_depth: int) -> Listing:
@@ -235,12 +367,19 @@ def _containment(search: _Search) -> dict[str, Any] | None:
     return search.filter.containment if search.filter else None
 
 
-def _finish(rows: list[ItemRow], search: _Search) -> list[ItemRow]:
-    """Apply the exact filter in Python and take the page."""
+def _finish(rows: Sequence[ItemRow], search: _Search) -> list[ItemRow]:
+    """Apply the exact filter in Python and take the page (rows in the search order)."""
     if search.filter is not None:
         test = search.filter
-        rows = [row for row in rows if test.matches(values.decode(row.value))]
-    return rows[search.offset : search.offset + search.limit]
+        end = search.offset + search.limit
+        matched = []
+        for row in rows:
+            if test.matches(values.decode(row.value)):
+                matched.append(row)
+                if len(matched) >= end:
+                    break
+        return matched[search.offset :]
+    return list(rows[search.offset : search.offset + search.limit])
 
 
 def _item(row: ItemRow) -> Item:

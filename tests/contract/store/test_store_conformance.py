@@ -1,5 +1,6 @@
-"""The conformance kit against four stores: the reference, memlayer's store on Postgres and
-on the embedded SQLite, and the peer (``AsyncPostgresStore``).
+"""The conformance kit against five stores: the reference, memlayer's store on Postgres
+(uncached, and cached: Postgres + Redis) and on the embedded SQLite (with its in-process
+Redis stand-in), and the peer (``AsyncPostgresStore``).
 
 Every expected failure below is a place where that store departs from the kit; the reason
 says how. They are strict: if a store starts passing, the run fails until the entry goes.
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memlayer.store import MemlayerStore
 from memlayer.store.conformance import StoreConformance, TTLConformance
-from tests.support.store import empty_memlayer_tables, empty_peer
+from tests.support.store import empty_memlayer_tables, empty_peer, reset_memlayer_store
 
 # Where the reference departs from strict JSON or from the interface's own words. memlayer's
 # store follows the kit on each; these are the reference's quirks, found by the kit.
@@ -74,12 +75,24 @@ class TestMemlayerStorePostgres(_MemlayerKit):
         yield memlayer_pg_store
 
 
+@pytest.mark.external
+class TestMemlayerStoreCached(_MemlayerKit):
+    """The production flavour: every read goes through the Redis tier first."""
+
+    @pytest.fixture
+    async def store(
+        self, memlayer_cached_store: MemlayerStore, store_cached_engine: AsyncEngine
+    ) -> AsyncIterator[BaseStore]:
+        await reset_memlayer_store(memlayer_cached_store, store_cached_engine)
+        yield memlayer_cached_store
+
+
 class TestMemlayerStoreSQLite(_MemlayerKit):
     @pytest.fixture
     async def store(
         self, memlayer_sqlite_store: MemlayerStore, store_sqlite_engine: AsyncEngine
     ) -> AsyncIterator[BaseStore]:
-        await empty_memlayer_tables(store_sqlite_engine)
+        await reset_memlayer_store(memlayer_sqlite_store, store_sqlite_engine)
         yield memlayer_sqlite_store
 
 

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memlayer.store import MemlayerStore
+from memlayer.store import metrics as store_metrics
 from memlayer.store.conformance.stateful import run_store_state_machine
-from tests.support.store import empty_memlayer_tables
+from tests.support.metrics import current
+from tests.support.store import reset_memlayer_store
 
 
 async def _run(store: MemlayerStore, engine: AsyncEngine) -> None:
     loop = asyncio.get_running_loop()
 
     def reset() -> None:
-        asyncio.run_coroutine_threadsafe(empty_memlayer_tables(engine), loop).result()
+        asyncio.run_coroutine_threadsafe(reset_memlayer_store(store, engine), loop).result()
 
     await asyncio.to_thread(run_store_state_machine, store, reset)
 
@@ -29,6 +32,16 @@ async def test_random_op_streams_match_in_memory_store_on_postgres(
     memlayer_pg_store: MemlayerStore, store_pg_engine: AsyncEngine
 ) -> None:
     await _run(memlayer_pg_store, store_pg_engine)
+
+
+@pytest.mark.external
+async def test_random_op_streams_match_in_memory_store_on_cached_postgres(
+    memlayer_cached_store: MemlayerStore, store_cached_engine: AsyncEngine
+) -> None:
+    """The production flavour: every get and search goes through the Redis tier."""
+    hits = current(store_metrics.LOOKUP_HIT)
+    await _run(memlayer_cached_store, store_cached_engine)
+    assert current(store_metrics.LOOKUP_HIT) > hits, "the reads were answered from Redis"
 
 
 async def test_random_op_streams_match_in_memory_store_on_embedded_sqlite(

@@ -128,3 +128,29 @@ async def _generation_rises(node: Node, before: int, within_s: float) -> None:
     while node.cache.generation is None or node.cache.generation <= before:
         assert time.monotonic() < deadline, f"no turnover within {within_s}s"
         await asyncio.sleep(0.02)
+
+
+async def test_a_restored_redis_is_never_read_even_before_the_next_epoch_check(
+    coherence_settings: Settings, own_redis: list[RedisServer], tmp_path: Path
+) -> None:
+    """After a restart every command runs on a new connection, and a new connection must
+    prove it reaches the verified server: no load serves the restored snapshot, although
+    the periodic epoch check is a minute away."""
+    slow_checks = coherence_settings.model_copy(update={"cache_epoch_check_ms": 60_000})
+    node = await start_node(slow_checks, own_redis[0].port)
+    try:
+        uid = await create_user(node.database)
+        await node.service.save_conversation_memory(uid, None, "v1")
+        assert (await node.load(uid)).context.version == 1
+        assert own_redis[-1].cli("SAVE").strip() == "OK"
+        snapshot = tmp_path / "older.rdb"
+        shutil.copyfile(own_redis[-1].dump_path, snapshot)  # holds v1 and the epoch record
+        await node.service.save_conversation_memory(uid, None, "v2")  # acknowledged
+        assert (await node.load(uid)).context.version == 2
+
+        restart_from(own_redis, snapshot)  # Redis holds v1 again, under the same generation
+
+        for _ in range(20):
+            assert (await node.load(uid)).context.version == 2
+    finally:
+        await node.aclose()

@@ -1,5 +1,5 @@
 """The README's LangGraph app, run exactly as written: on the embedded default (no
-configuration) and on Postgres through MEMLAYER_DATABASE_URL."""
+configuration) and on Postgres + Redis through MEMLAYER_DATABASE_URL and MEMLAYER_REDIS_URL."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from memlayer.settings import Settings
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 
@@ -24,10 +26,14 @@ def readme_app() -> str:
 
 
 @pytest.mark.parametrize("where", ["embedded", "postgres"])
-async def test_the_readme_app_runs(where: str, tmp_path: Path, store_url: str) -> None:
+async def test_the_readme_app_runs(
+    where: str, tmp_path: Path, store_url: str, cached_settings: Settings
+) -> None:
     env = {"PATH": "/usr/bin:/bin", "MEMLAYER_DATA_DIR": str(tmp_path / "data")}
     if where == "postgres":
         env["MEMLAYER_DATABASE_URL"] = store_url
+        env["MEMLAYER_REDIS_URL"] = str(cached_settings.redis_url)
+        env["MEMLAYER_CACHE_KEY_PREFIX"] = cached_settings.cache_key_prefix
     (tmp_path / "app.py").write_text(readme_app())
     done = await asyncio.to_thread(
         subprocess.run,

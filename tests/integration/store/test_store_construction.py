@@ -67,7 +67,7 @@ async def test_memlayer_migrate_creates_the_store_tables(fresh_url: str) -> None
         capture_output=True,
     )
     assert STORE_TABLES <= await _tables(fresh_url)
-    async with open_store(Settings(database_url=fresh_url)) as store:
+    async with open_store(Settings(database_url=fresh_url, cache_enabled=False)) as store:
         await store.aput(("m",), "k", {"v": 1})
         assert await store.aget(("m",), "k") is not None
 
@@ -84,14 +84,16 @@ async def test_the_store_migration_downgrades_and_upgrades_again(fresh_url: str)
 
 async def test_a_postgres_database_without_the_tables_says_to_migrate(fresh_url: str) -> None:
     with pytest.raises(StoreNotMigrated, match="memlayer migrate"):
-        async with open_store(Settings(database_url=fresh_url)):
+        async with open_store(Settings(database_url=fresh_url, cache_enabled=False)):
             pass
 
 
 async def test_an_unreachable_database_is_store_unavailable() -> None:
     url = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"
     with pytest.raises(StoreUnavailable):
-        async with open_store(Settings(database_url=url, database_pool_timeout_seconds=2)):
+        async with open_store(
+            Settings(database_url=url, database_pool_timeout_seconds=2, cache_enabled=False)
+        ):
             pass
 
 

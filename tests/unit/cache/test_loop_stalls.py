@@ -54,12 +54,18 @@ class StallingRedis:
     def __init__(self) -> None:
         self._inner = fakeredis.FakeAsyncRedis()
         self.stalling = False
+        self.stalls_left = 0  # stall only this many more context GETs (when not stalling)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def get(self, key: Any) -> Any:
-        if self.stalling and key.endswith(b":ctx" if isinstance(key, bytes) else ":ctx"):
+        context_read = key.endswith(b":ctx" if isinstance(key, bytes) else ":ctx")
+        if context_read and not self.stalling and self.stalls_left > 0:
+            self.stalls_left -= 1
+            await _hold_the_loop(0.15)
+            raise RedisTimeoutError("Timeout reading from socket")
+        if self.stalling and context_read:
             # Context reads only: the cache's background generation refresh is not a load.
             await _hold_the_loop(0.15)
             raise RedisTimeoutError("Timeout reading from socket")
@@ -92,4 +98,25 @@ async def test_loads_during_loop_stalls_fall_back_without_opening_the_breaker():
     assert not cache.breaker_open, "five stalls of our own loop are not a Redis outage"
     client.stalling = False
     assert (await cache.load(7, loader)).source is LoadSource.CACHE
+    await cache.aclose()
+
+
+async def test_a_get_late_only_because_of_one_stall_is_asked_again_and_hits():
+    client = StallingRedis()
+    cache = ContextCache(client, Settings(redis_timeout_ms=50))
+    context = MemoryContext.empty(8, version=1)
+    loads = 0
+
+    async def loader(_floor: object = None) -> MemoryContext:
+        nonlocal loads
+        loads += 1
+        return context
+
+    await cache.load(8, loader)  # cold: filled
+    client.stalls_left = 1
+    before = _stalls()
+    result = await cache.load(8, loader)
+    assert result.source is LoadSource.CACHE and result.context == context
+    assert loads == 1, "a stall of our own loop costs a second GET, not a database load"
+    assert _stalls() - before >= 1
     await cache.aclose()
