@@ -98,7 +98,11 @@ class EntityOut(BaseModel):
 
 class MemoryContextOut(BaseModel):
     user_id: int
-    source: Literal["cache", "database"]
+    source: Literal["near", "cache", "database"] = Field(
+        description="The tier that served this context: near (this API process's "
+        "near-cache, kept coherent by Redis; no round trip), cache (Redis) or database "
+        "(Postgres)."
+    )
     version: int
     memories: list[MemoryOut]
     preferences: dict[str, Any]

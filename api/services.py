@@ -10,6 +10,8 @@ from datetime import timedelta
 from memlayer.api.auth import TokenService
 from memlayer.api.ratelimit import AbuseLimiter
 from memlayer.cache import ContextCache, NullContextCache, RedisClient, make_redis_client
+from memlayer.cache.invalidation import NearAvailability, log_availability, near_availability
+from memlayer.cache.near_tier import NearTier
 from memlayer.memory.coherence import CoherenceTasks, context_cache
 from memlayer.memory.db import Database
 from memlayer.memory.history import ChatHistory
@@ -36,6 +38,7 @@ class AppServices:
     workflow: ChatWorkflow
     limiter: AbuseLimiter
     coherence: CoherenceTasks | None = None
+    near: NearTier | None = None  # the near-cache's link and lag probes, when it can run
 
     @classmethod
     async def start(cls, settings: Settings) -> AppServices:
@@ -59,6 +62,16 @@ class AppServices:
             if isinstance(cache, ContextCache)
             else None
         )
+        # The near-cache serves only with its invalidation link (one more connection).
+        availability = near_availability(settings)
+        log_availability(availability)
+        near = (
+            NearTier.start(cache, settings)
+            if availability is NearAvailability.AVAILABLE
+            and isinstance(cache, ContextCache)
+            and cache.near is not None  # near_cache_max_entries=0 keeps nothing to serve
+            else None
+        )
         return cls(
             settings=settings,
             database=database,
@@ -76,6 +89,7 @@ class AppServices:
             workflow=ChatWorkflow(memory),
             limiter=AbuseLimiter.from_settings(settings),
             coherence=coherence,
+            near=near,
         )
 
     async def aclose(self) -> None:
@@ -83,6 +97,8 @@ class AppServices:
         if self.coherence is not None:
             await self.coherence.aclose()
         await self.memory.aclose()
+        if self.near is not None:  # probes, then the link, before the client they use
+            await self.near.aclose()
         await self.cache.aclose()
         if self.redis is not None:
             await self.redis.aclose()

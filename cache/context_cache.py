@@ -3,9 +3,15 @@
 How the consistency protocol (DESIGN.md) maps onto the tier; this class composes the
 mechanisms, each in its own module, and decides when each one runs:
 
+* Near hit: a context this process read from Redis and Redis still vouches for, served
+  from process memory with no round trip and no await (``near``). Only while the
+  invalidation link is established (``near_tier`` attaches it) and the tier is usable, and
+  never older than a write this process acknowledged. Dirty users never get here.
 * Hit: one GET of ``…:{u:<id>}:g<gen>:ctx`` (invariant: one round trip), shared by
-  concurrent loads of the user (``shared_read``), decoded once per distinct value
-  (``memo``).
+  concurrent loads of the user (``shared_read``). The load that sends the GET takes a
+  near-cache fill ticket first and settles the value into the near-cache; it is served
+  from there later only if no invalidation of the key came while the GET was out. The
+  near-cache is also the memo of decoded values: byte-identical values are decoded once.
 * Miss: a per-process single-flight per user, then the fill protocol (``fill``): one
   filler across all processes through a short Redis lease, set-if-newer installs, losers
   poll briefly then load themselves (invariants 4 and 5).
@@ -20,7 +26,8 @@ mechanisms, each in its own module, and decides when each one runs:
 * Redis that lost data is noticed by the epoch watch and the cache turns over to a
   higher generation (``epoch``); the generation never goes backwards.
 * Once a write is acknowledged, no later load joins a read or a load that began before
-  it (``shared_read``/``singleflight`` forget the user), and database loads are told
+  it (``shared_read``/``singleflight`` forget the user), the near-cache's entry is evicted
+  (after Redis answered the write, whatever it answered), and database loads are told
   the versions they must at least see (a lagging replica's answer is discarded).
 * What the process believes about Redis (generation, breaker, dirty set, recent
   writes) changes only through ``state.TierState``, which keeps the gauges and tells
@@ -34,11 +41,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from operator import attrgetter
 
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.cluster import RedisCluster
 
-from memlayer.cache import metrics
+from memlayer.cache import metrics, near_metrics
 from memlayer.cache.background import BackgroundTasks
 from memlayer.cache.breaker import CircuitBreaker
 from memlayer.cache.client import RedisClient
@@ -56,13 +65,16 @@ from memlayer.cache.epoch import EpochWatch, InMemoryFloor, TurnoverReason
 from memlayer.cache.errors import REDIS_ERRORS, CodecError
 from memlayer.cache.fill import FillProtocol
 from memlayer.cache.hooks import CacheHooks
-from memlayer.cache.memo import DecodedMemo
+from memlayer.cache.invalidation import InvalidationLink
+from memlayer.cache.keys import CONTEXT_FAMILY, EntityKey
+from memlayer.cache.near import FillTicket, NearCache, NearEntry, NearKey
+from memlayer.cache.near_recheck import RecheckResult, recheck
 from memlayer.cache.port import GenerationFloor, Loader, MarkerInstall, WriteThrough
 from memlayer.cache.recent import RecentVersions
 from memlayer.cache.recovery import Recovery
-from memlayer.cache.shared_read import SharedReads
+from memlayer.cache.shared_read import SharedResults
 from memlayer.cache.singleflight import SingleFlight
-from memlayer.cache.state import Subscriber, TierEvent, TierState
+from memlayer.cache.state import Subscriber, TierState
 from memlayer.cache.stats import CacheStats, RequestCounts, key_usage
 from memlayer.cache.store import ContextStore
 from memlayer.cache.tier import SharedTier
@@ -72,11 +84,20 @@ from memlayer.settings import Settings
 
 log = logging.getLogger("memlayer.cache")
 
+_NEAR = LoadSource.NEAR
 _CACHE = LoadSource.CACHE
 _DATABASE = LoadSource.DATABASE
 _WARM_CONCURRENCY = 8
 _COMPLETE_INT = COMPLETE[0]
 _MARKER_INT = MARKER[0]
+# Sampled near hits re-read at once, at most (more are skipped and counted): a re-check
+# is a GET plus, on a difference, a barrier on the link; it must never pile up.
+_MAX_RECHECKS = 8
+
+# What a (shared) GET hands back: the bytes, and the near-cache ticket taken before it was
+# sent (None when the near-cache is not serving: nothing read then may be served later).
+_Read = tuple[bytes | None, FillTicket | None]
+_version_of: Callable[[MemoryContext], int] = attrgetter("version")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +116,12 @@ def _parse_header(raw: bytes | None) -> CachedVersion | None:
     if not digits.isdigit() or flag not in (_COMPLETE_INT, _MARKER_INT):
         return None
     return CachedVersion(int(digits), flag == _COMPLETE_INT)
+
+
+def _complete_version(raw: bytes) -> int | None:
+    """The version of a complete value; None for a marker or anything else (re-checks)."""
+    cached = _parse_header(raw)
+    return cached.version if cached is not None and cached.complete else None
 
 
 def _in_flight_limit(client: RedisClient, settings: Settings) -> int | None:
@@ -117,9 +144,11 @@ class ContextCache:
         "_epoch",
         "_fills",
         "_flights",
+        "_link",
         "_max_bytes",
-        "_memo",
+        "_near",
         "_reads",
+        "_rechecking",
         "_recovery",
         "_state",
         "_store",
@@ -154,10 +183,19 @@ class ContextCache:
         )
         background = BackgroundTasks()
         ttl = JitteredTtl(settings.cache_ttl_seconds * 1000, settings.cache_ttl_jitter)
-        memo = DecodedMemo(decode_for, settings.cache_decoded_memo_size)
-        state.subscribe(
-            lambda event: memo.clear() if event is TierEvent.GENERATION_CHANGED else None
-        )
+        # ONE structure of decoded values: the memo, and the near-cache once a link is
+        # attached (``near_tier``); until then it never serves. None keeps nothing at all.
+        near: NearCache[MemoryContext] | None = None
+        if settings.near_cache_max_entries > 0:
+            near = NearCache(
+                max_entries=settings.near_cache_max_entries,
+                max_bytes=settings.near_cache_max_bytes,
+                max_age_s=settings.near_cache_max_age_seconds,
+                version_of=_version_of,
+                recheck_fraction=settings.near_cache_recheck_fraction,
+                recheck=self._recheck,
+            )
+            state.subscribe(near.on_tier_event)
         check_s = settings.cache_epoch_check_ms / 1000
         epoch = EpochWatch(
             store,
@@ -172,9 +210,11 @@ class ContextCache:
         self._background = background
         self._ttl = ttl
         self._max_bytes = settings.cache_max_value_bytes
-        self._memo = memo
+        self._near = near
+        self._link: InvalidationLink | None = None
+        self._rechecking: set[asyncio.Task[None]] = set()
         self._epoch = epoch
-        self._reads: SharedReads[int] = SharedReads(store.get)
+        self._reads: SharedResults[int, _Read] = SharedResults(self._read)
         # A load may join another only while that one is young: a quarter of the bound.
         self._flights: SingleFlight[LoadResult] = SingleFlight(
             max_age_s=settings.coherence_bound_ms / 4000
@@ -187,7 +227,7 @@ class ContextCache:
             state,
             background,
             hooks or CacheHooks(),
-            decode=memo.decode,
+            decode=self._decode_untrusted,
             encode=self._installable,
             ttl=ttl,
             lease_ms=settings.cache_lease_ms,
@@ -214,8 +254,16 @@ class ContextCache:
             metrics.BYPASS.inc()
             result = await self._flights.do(user_id, lambda: self._from_database(user_id, loader))
         else:
+            near = self._near
+            if near is not None and near.serving:
+                # The near hit: no await. Never older than what this process acknowledged.
+                entry = near.get((CONTEXT_FAMILY, user_id), generation, state.acked.get(user_id))
+                if entry is not None:
+                    metrics.NEAR.inc()
+                    metrics.LOAD_NEAR.observe(time.perf_counter() - start)
+                    return LoadResult(entry.value, _NEAR, entry)
             try:
-                raw = await self._reads.read(user_id, generation)
+                raw, ticket = await self._reads.read(user_id, generation)
             except REDIS_ERRORS as exc:
                 state.redis_failed(exc)
                 metrics.ERROR.inc()
@@ -225,9 +273,12 @@ class ContextCache:
             else:
                 self._breaker.record_success()
                 corrupt = None
-                if raw is not None:
+                if raw is None:
+                    if ticket is not None and near is not None:
+                        near.finish(ticket)
+                else:
                     try:
-                        context = self._memo.decode(user_id, raw)
+                        context = self._decode(user_id, raw, generation, ticket)
                     except CodecError:
                         context, corrupt = None, raw
                     if context is not None:
@@ -244,6 +295,46 @@ class ContextCache:
         else:
             metrics.LOAD_DATABASE.observe(elapsed)
         return result
+
+    async def _read(self, user_id: int, generation: int) -> _Read:
+        """The GET that concurrent loads share; a near-cache ticket is taken before it is
+        sent, so an invalidation handled while it is out keeps its answer from being
+        served from process memory later."""
+        near = self._near
+        if near is None or not near.serving:
+            return await self._store.get(user_id, generation), None
+        ticket = near.begin((CONTEXT_FAMILY, user_id))
+        try:
+            return await self._store.get(user_id, generation), ticket
+        except BaseException:  # a cancelled or failed GET releases its ticket
+            near.finish(ticket)
+            raise
+
+    def _decode(
+        self, user_id: int, raw: bytes, generation: int, ticket: FillTicket | None
+    ) -> MemoryContext | None:
+        """The context in what a GET returned (None: a marker). Raises CodecError (counted).
+
+        The load that sent the GET settles it into the near-cache under its ticket (it
+        resumes before any load that joined the GET, so an open ticket means "mine"); a
+        joiner, or a read without a ticket, only uses the memo.
+        """
+        near = self._near
+        try:
+            if near is None:
+                return decode_for(user_id, raw)
+            decode = partial(decode_for, user_id)
+            if ticket is not None and ticket.open:
+                return near.settle(ticket, raw, generation, decode)[0]
+            return near.decode((CONTEXT_FAMILY, user_id), raw, generation, decode)
+        except CodecError:
+            metrics.CORRUPT.inc()
+            raise
+
+    def _decode_untrusted(self, user_id: int, raw: bytes) -> MemoryContext | None:
+        """Decoding for the fill protocol (a value its lease script or a poll found): the
+        memo only; a fill never installs into the near-cache. Raises CodecError (counted)."""
+        return self._decode(user_id, raw, self._state.generation or 0, None)
 
     async def _generation_to_read(self, user_id: int) -> int | None:
         """The slow gate: learn the generation first; None when Redis must be bypassed."""
@@ -350,9 +441,12 @@ class ContextCache:
         self._recovery.probe_if_due()
 
     def _forget(self, user_id: int) -> None:
-        """Later loads of this user start afresh: none joins one from before a write."""
+        """Later loads of this user start afresh: none joins one from before a write, none
+        is served what the near-cache held (and no GET out now may settle into it)."""
         self._reads.forget(user_id)
         self._flights.forget(user_id)
+        if self._near is not None:
+            self._near.invalidate((CONTEXT_FAMILY, user_id))
 
     async def mark_outcome_unknown(self, user_id: int, version: int) -> None:
         """A COMMIT failed midway: the write at ``version`` may or may not be saved.
@@ -363,24 +457,10 @@ class ContextCache:
         outbox row gets a durable marker from a drainer. Never raises.
         """
         self._forget(user_id)
-        state = self._state
-        if not self._breaker.closed:
-            self._defer(user_id, version)
-            return
         try:
-            generation = await self._generation_for_write()
-            if generation is not None:
-                await self._store.invalidate(
-                    user_id, generation, encode_marker(version), self._unknown_ttl_ms, force=False
-                )
-        except REDIS_ERRORS as exc:
-            state.redis_failed(exc)
-            generation = None
-        else:
-            state.redis_answered()
-        if generation is None:
-            state.mark_dirty(user_id, version)
-            self._recovery.schedule_flush()
+            await self._install_marker(user_id, version, self._unknown_ttl_ms, force=False)
+        finally:
+            self._forget(user_id)  # and again once Redis answered (near-cache)
 
     async def invalidate(self, user_id: int, version: int = 0) -> None:
         """Make the next load of this user reload from the loader (ops command).
@@ -390,6 +470,13 @@ class ContextCache:
         unreachable the user is remembered as dirty like a deferred write.
         """
         self._forget(user_id)
+        try:
+            await self._install_marker(user_id, version, self._ttl(), force=True)
+        finally:
+            self._forget(user_id)  # and again once Redis answered (near-cache)
+
+    async def _install_marker(self, user_id: int, version: int, ttl_ms: int, force: bool) -> None:
+        """A marker at ``version`` for one user, or the user made dirty. Never raises."""
         state = self._state
         if not self._breaker.closed:
             self._defer(user_id, version)
@@ -398,7 +485,7 @@ class ContextCache:
             generation = await self._generation_for_write()
             if generation is not None:
                 await self._store.invalidate(
-                    user_id, generation, encode_marker(version), self._ttl(), force=True
+                    user_id, generation, encode_marker(version), ttl_ms, force=force
                 )
         except REDIS_ERRORS as exc:
             state.redis_failed(exc)
@@ -529,6 +616,75 @@ class ContextCache:
         """
         self._state.subscribe(subscriber)
 
+    # ------------------------------------------------------------- near-cache
+
+    def attach_link(self, link: InvalidationLink) -> None:
+        """Serve near hits while ``link`` is established (``near_tier`` calls this).
+
+        The near-cache hears every change the link reports; the tier hears that the
+        epoch record changed or Redis was flushed (another process's turnover, a flush)
+        and that the link came back (Redis may have restarted): each starts an epoch
+        check at once instead of at the next interval.
+        """
+        near = self._near
+        if near is None:
+            return
+        self._link = link
+        link.subscribe(near)
+        link.subscribe(_EpochNews(self))
+
+    def _check_epoch_soon(self) -> None:
+        if self._state.known_generation:  # the first load establishes it otherwise
+            self._recovery.check_soon()
+
+    def _recheck(self, key: NearKey, entry: NearEntry[MemoryContext]) -> None:
+        """A sampled near hit: re-read it from Redis in the background (bounded)."""
+        link = self._link
+        if link is None or len(self._rechecking) >= _MAX_RECHECKS:
+            near_metrics.RECHECKS_SKIPPED.inc()
+            return
+        task = self._background.spawn(self._run_recheck(key, entry, link))
+        self._rechecking.add(task)
+        task.add_done_callback(self._rechecking.discard)
+
+    async def rechecks_settled(self) -> None:
+        """Until every sampled re-check started so far has finished (tests, ops)."""
+        if self._rechecking:
+            await asyncio.wait(set(self._rechecking))
+
+    async def _run_recheck(
+        self, key: NearKey, entry: NearEntry[MemoryContext], link: InvalidationLink
+    ) -> None:
+        near = self._near
+        assert near is not None  # a near hit was sampled
+        user_id = key[1]
+        found = await recheck(
+            near,
+            key,
+            entry,
+            read=lambda: self._store.get(user_id, entry.generation),
+            complete_version=_complete_version,
+            barrier=link.barrier,
+        )
+        if found.result is RecheckResult.MISMATCH or found.result is RecheckResult.MISSING:
+            log.error(
+                "near-cache: user %s was served v%s from process memory while Redis held %s "
+                "and no invalidation had come; evicted (see docs/runbook.md)",
+                user_id,
+                found.near_version,
+                "nothing" if found.redis_version is None else f"v{found.redis_version}",
+            )
+
+    @property
+    def near(self) -> NearCache[MemoryContext] | None:
+        """The near-cache of decoded contexts (None with ``near_cache_max_entries=0``)."""
+        return self._near
+
+    @property
+    def near_serving(self) -> bool:
+        """True while loads may be served from process memory."""
+        return self._near is not None and self._near.serving
+
     async def ping(self) -> bool:
         try:
             return await self._store.ping()
@@ -538,6 +694,7 @@ class ContextCache:
     async def stats(self) -> CacheStats:
         """Counters of this process, plus a SCAN of this prefix's keys (never KEYS)."""
         usage = await key_usage(self._store)
+        near = self._near
         return CacheStats(
             enabled=True,
             requests=RequestCounts.now(),
@@ -546,6 +703,9 @@ class ContextCache:
             breaker_state=str(self._breaker.state),
             generation=self._state.generation,
             dirty_users=len(self._state.dirty),
+            near_serving=self.near_serving,
+            near_entries=0 if near is None else len(near),
+            near_bytes=0 if near is None else near.bytes_used,
         )
 
     async def warm(self, user_ids: Iterable[int], loader_for: Callable[[int], Loader]) -> int:
@@ -563,3 +723,25 @@ class ContextCache:
     async def aclose(self) -> None:
         """Stop background tasks. The client belongs to the app's lifespan, not to us."""
         await self._background.cancel_all()
+
+
+class _EpochNews:
+    """What the invalidation link tells the Redis tier itself (a ``LinkSubscriber``)."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self, cache: ContextCache) -> None:
+        self._cache = cache
+
+    def link_established(self) -> None:
+        self._cache._check_epoch_soon()  # Redis may have restarted while the link was down
+
+    def link_lost(self) -> None: ...
+
+    def flushed(self) -> None:
+        self._cache._check_epoch_soon()  # the epoch record went with everything else
+
+    def invalidated(self, keys: Sequence[EntityKey]) -> None: ...
+
+    def epoch_changed(self) -> None:
+        self._cache._check_epoch_soon()

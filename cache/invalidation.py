@@ -4,6 +4,7 @@ Redis client-side caching in broadcast mode, on one dedicated RESP2 connection::
 
     CLIENT ID                                   -> <id>
     CLIENT TRACKING ON REDIRECT <id> BCAST PREFIX <prefix>:v1:{u: PREFIX <prefix>:v1:probe:
+                                         PREFIX <prefix>:v1:epoch
     SUBSCRIBE __redis__:invalidate
 
 From then on Redis publishes the name of every key under those prefixes that changes —
@@ -47,7 +48,7 @@ from redis.backoff import NoBackoff
 
 from memlayer.cache import near_metrics as metrics
 from memlayer.cache.errors import REDIS_ERRORS, CacheError
-from memlayer.cache.keys import EntityKey, KeyParser, ProbeKey, tracked_prefixes
+from memlayer.cache.keys import EntityKey, EpochKey, KeyParser, ProbeKey, tracked_prefixes
 from memlayer.settings import Settings
 
 log = logging.getLogger("memlayer.cache")
@@ -77,6 +78,10 @@ class LinkSubscriber(Protocol):
     def flushed(self) -> None: ...
 
     def invalidated(self, keys: Sequence[EntityKey]) -> None: ...
+
+    def epoch_changed(self) -> None:
+        """The epoch record changed: some process turned the cache over."""
+        ...
 
 
 class ProbeObserver(Protocol):
@@ -342,6 +347,7 @@ class InvalidationLink:
             return
         parse = self._parser.parse
         entities: list[EntityKey] = []
+        epoch = False
         for name in names:
             key = parse(name)
             if type(key) is EntityKey:
@@ -350,8 +356,14 @@ class InvalidationLink:
                 metrics.KEYS_PROBE.inc()
                 if self._probes is not None:
                     self._probes.probe_seen(key)
+            elif type(key) is EpochKey:
+                metrics.KEYS_EPOCH.inc()
+                epoch = True
             else:
                 metrics.KEYS_OTHER.inc()
+        if epoch:
+            for subscriber in self._subscribers:
+                subscriber.epoch_changed()
         if entities:
             metrics.KEYS_ENTITY.inc(len(entities))
             for subscriber in self._subscribers:

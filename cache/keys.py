@@ -119,22 +119,33 @@ class ProbeKey:
 
 
 @dataclass(frozen=True, slots=True)
+class EpochKey:
+    """The epoch record (``epoch_key``): it changes only when the cache turns over."""
+
+
+@dataclass(frozen=True, slots=True)
 class OtherKey:
     """A key under a tracked prefix that names no cached entity (a fill lease, say)."""
 
 
+EPOCH_KEY = EpochKey()
 OTHER_KEY = OtherKey()
-TrackedKey = EntityKey | ProbeKey | OtherKey
+TrackedKey = EntityKey | ProbeKey | EpochKey | OtherKey
 
 
 def tracked_prefixes(prefix: str) -> tuple[str, ...]:
-    """The key prefixes a near-cache tracks: every per-user key, and the lag probes.
+    """The key prefixes a near-cache tracks: every per-user key, the lag probes and the
+    epoch record (so another process's turnover reaches every process at once).
 
     Non-overlapping, as Redis requires of one client's BCAST prefixes. The per-user
     prefix also covers fill leases (``lease_key``): their invalidations are parsed as
     :data:`OTHER_KEY` and ignored.
     """
-    return (f"{prefix}:{SCHEMA_TAG}:{{u:", f"{prefix}:{SCHEMA_TAG}:probe:")
+    return (
+        f"{prefix}:{SCHEMA_TAG}:{{u:",
+        f"{prefix}:{SCHEMA_TAG}:probe:",
+        epoch_key(prefix),
+    )
 
 
 def probe_key(prefix: str, pid: int, written_ns: int) -> str:
@@ -145,12 +156,13 @@ def probe_key(prefix: str, pid: int, written_ns: int) -> str:
 class KeyParser:
     """Parses key names of one prefix; built once, so parsing a message costs no set-up."""
 
-    __slots__ = ("_probe", "_user")
+    __slots__ = ("_epoch", "_probe", "_user")
 
     def __init__(self, prefix: str) -> None:
-        user, probe = tracked_prefixes(prefix)
+        user, probe, epoch = tracked_prefixes(prefix)
         self._user = user.encode()
         self._probe = probe.encode()
+        self._epoch = epoch.encode()
 
     def parse(self, name: bytes) -> TrackedKey | None:
         """What ``name`` names; None for a key of another prefix or a malformed one."""
@@ -176,4 +188,6 @@ class KeyParser:
                 return ProbeKey(int(pid), int(stamp)) if sep else None
             except ValueError:
                 return None
+        if name == self._epoch:
+            return EPOCH_KEY
         return None

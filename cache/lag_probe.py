@@ -27,10 +27,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-
 from memlayer.cache import keys
 from memlayer.cache import near_metrics as metrics
+from memlayer.cache.client import RedisClient
 from memlayer.cache.errors import REDIS_ERRORS
 from memlayer.cache.keys import ProbeKey
 
@@ -78,7 +77,7 @@ class LagProbeWriter:
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         prefix: str,
         *,
         interval_s: float,

@@ -10,7 +10,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "memlayer_cache_requests_total",
-    "Context loads by how the cache answered.",
+    "Context loads by how the cache tiers answered: near (this process's near-cache, no "
+    "round trip), hit (Redis), miss, error or bypass (Postgres, or a fill).",
     ["result"],
 )
 FILLS = Counter(
@@ -84,12 +85,25 @@ TURNOVERS = Counter(
     "(asked for).",
     ["reason"],
 )
+# The consistency checker's counts (memory/consistency.py compares Redis with Postgres, the
+# near-cache's sampled re-checks compare it with Redis): defined here, where both tiers can
+# reach it. ``tier``: redis or near.
+CONSISTENCY_CHECKS = Counter(
+    "memlayer_cache_consistency_checks_total",
+    "Cached versions checked, by tier and result. tier=redis (against Postgres): "
+    "consistent (current, or behind by less than the coherence bound), stale (behind by "
+    "more than the bound) or missing (nothing servable cached). tier=near (a sampled near "
+    "hit re-read from Redis): consistent, stale (Redis holds another version and no "
+    "invalidation came) or missing (Redis holds nothing and no invalidation came).",
+    ["tier", "result"],
+)
 WRITE_THROUGH = Counter(
     "memlayer_cache_write_through_total",
     "Write-through installs after a commit, by outcome.",
     ["outcome"],
 )
 
+NEAR = REQUESTS.labels("near")
 HIT = REQUESTS.labels("hit")
 MISS = REQUESTS.labels("miss")
 ERROR = REQUESTS.labels("error")
@@ -99,6 +113,7 @@ FILL_STALE = FILLS.labels("stale_refused")
 FILL_LEASE_LOST = FILLS.labels("lease_lost")
 WAIT_VALUE = LEASE_WAITS.labels("value")
 WAIT_TIMEOUT = LEASE_WAITS.labels("timeout")
+LOAD_NEAR = LOAD_SECONDS.labels("near")
 LOAD_CACHE = LOAD_SECONDS.labels("cache")
 LOAD_DATABASE = LOAD_SECONDS.labels("database")
 WRITE_STORED = WRITE_THROUGH.labels("stored")

@@ -17,7 +17,13 @@ come"):
   age, and a sampled fraction of hits is handed to a re-check (``cache.near_recheck``).
 
 The same structure is the decoded memo: an entry that is not (or no longer) trusted is
-still used to skip decoding when Redis returns byte-identical bytes (:meth:`settle`).
+still used to skip decoding when Redis returns byte-identical bytes (:meth:`settle`,
+:meth:`decode`), so a process keeps ONE structure of decoded values whether or not it
+may serve from it.
+
+Entries are immutable, so one may also keep an encoding of its value for a reader (the
+API's JSON of a context), made once and counted in the entry's size
+(:meth:`NearEntry.encoded`).
 
 Bounded in entries and in bytes (the encoded length: the decoded objects take a few
 times that; see the settings), least-recently-used first: ``memlayer bench-near-policy``
@@ -31,7 +37,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
@@ -51,6 +57,7 @@ class DropReason(StrEnum):
     FLUSH_ALL = "flush_all"
     BREAKER_OPENED = "breaker_opened"
     GENERATION_CHANGED = "generation_changed"
+    EPOCH_CHANGED = "epoch_changed"  # the epoch record changed in Redis (a turnover)
     CLOSED = "closed"
 
 
@@ -70,9 +77,12 @@ _FILL_METRICS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class NearEntry(Generic[V]):
-    """A decoded value, the exact bytes it came from, and what it was read at."""
+    """A decoded value, the exact bytes it came from, and what it was read at.
+
+    Immutable but for ``encoding``, which :meth:`encoded` sets at most once.
+    """
 
     value: V
     raw: bytes
@@ -80,6 +90,22 @@ class NearEntry(Generic[V]):
     generation: int
     trusted: bool  # read under a valid ticket: may be served without asking Redis
     installed_at: float  # the cache's clock (monotonic)
+    key: NearKey = ("", 0)
+    owner: NearCache[V] | None = field(default=None, repr=False)
+    encoding: bytes | None = None  # an encoding of ``value`` for a reader, kept with it
+
+    def encoded(self, encode: Callable[[], bytes]) -> bytes:
+        """``encode()``, made once per entry and kept while the entry is held.
+
+        For a reader that turns the value into bytes on every hit (the API's JSON): the
+        entry is immutable, so its encoding is too. Counted in the entry's size.
+        """
+        data = self.encoding
+        if data is None:
+            data = encode()
+            if self.owner is not None:
+                self.owner._keep_encoding(self, data)
+        return data
 
 
 @dataclass(slots=True)
@@ -110,7 +136,8 @@ class _Entries(LRUCache[NearKey, NearEntry[Any]]):
 
 
 def _entry_size(entry: NearEntry[Any]) -> int:
-    return len(entry.raw)
+    encoding = entry.encoding
+    return len(entry.raw) if encoding is None else len(entry.raw) + len(encoding)
 
 
 class NearCache(Generic[V]):
@@ -182,8 +209,12 @@ class NearCache(Generic[V]):
         """True while hits may be served: link established and the Redis tier usable."""
         return self._serving
 
-    def get(self, key: NearKey, generation: int) -> NearEntry[V] | None:
-        """The hot path: a trusted entry of this generation, or None (ask Redis)."""
+    def get(self, key: NearKey, generation: int, floor: int = 0) -> NearEntry[V] | None:
+        """The hot path: a trusted entry of this generation, or None (ask Redis).
+
+        ``floor``: the lowest version the caller may be given (a write this process
+        acknowledged); an older entry is evicted, never served.
+        """
         if not self._serving:
             return None
         entry: NearEntry[V] | None = self._entries.get(key)
@@ -192,6 +223,11 @@ class NearCache(Generic[V]):
         if entry.generation != generation or self._clock() - entry.installed_at > self._max_age:
             del self._entries[key]
             metrics.EVICT_EXPIRED.inc()
+            self._sizes_changed()
+            return None
+        if entry.version < floor:
+            del self._entries[key]
+            metrics.EVICT_SUPERSEDED.inc()
             self._sizes_changed()
             return None
         if self._recheck_fraction and self._random() < self._recheck_fraction:
@@ -262,10 +298,48 @@ class NearCache(Generic[V]):
                 outcome = FillOutcome.RACED
             else:
                 outcome = FillOutcome.NOT_SERVING
-            entry = NearEntry(value, raw, self._version_of(value), generation, valid, self._clock())
-            self._store(ticket.key, entry)
+            self._store(ticket.key, self._entry(ticket.key, value, raw, generation, valid))
         _FILL_METRICS[outcome].inc()
         return outcome
+
+    def _entry(
+        self, key: NearKey, value: V, raw: bytes, generation: int, trusted: bool
+    ) -> NearEntry[V]:
+        return NearEntry(
+            value, raw, self._version_of(value), generation, trusted, self._clock(), key, self
+        )
+
+    def decode(
+        self, key: NearKey, raw: bytes, generation: int, decode: Callable[[bytes], V | None]
+    ) -> V | None:
+        """The memo alone: the value in ``raw`` without a ticket, never served from here on.
+
+        For reads that cannot vouch for what they got (a joiner of a shared GET whose
+        leader settled it already, a fill's lease script, a poll for another process's
+        fill): an entry holding byte-identical bytes gives its decoded value; otherwise
+        ``raw`` is decoded and kept untrusted, for decoding only. None for a marker.
+        ``decode``'s exceptions propagate.
+        """
+        prior: NearEntry[V] | None = self._entries.peek(key)
+        if prior is not None and prior.raw == raw:
+            return prior.value
+        value = decode(raw)
+        if value is not None and len(raw) <= self._max_bytes:
+            self._store(key, self._entry(key, value, raw, generation, False))
+        return value
+
+    def _keep_encoding(self, entry: NearEntry[V], data: bytes) -> None:
+        """Keep ``data`` with ``entry`` if the entry is still held and it all fits."""
+        key = entry.key
+        entries = self._entries
+        if entry.encoding is not None or entries.peek(key) is not entry:
+            return
+        if len(entry.raw) + len(data) > self._max_bytes:
+            return
+        entry.encoding = data
+        entries.get(key)  # the most recently used: its own resize must not evict it
+        entries[key] = entry  # cachetools recounts the size (and evicts others to fit)
+        self._sizes_changed()
 
     def _store(self, key: NearKey, entry: NearEntry[V]) -> None:
         entries = self._entries
@@ -276,9 +350,7 @@ class NearCache(Generic[V]):
 
     def plant(self, key: NearKey, value: V, raw: bytes, generation: int) -> None:
         """Test seam: install a served entry without a read (e.g. a planted stale one)."""
-        self._store(
-            key, NearEntry(value, raw, self._version_of(value), generation, True, self._clock())
-        )
+        self._store(key, self._entry(key, value, raw, generation, True))
 
     # ---------------------------------------------------------- invalidations
 
@@ -323,6 +395,11 @@ class NearCache(Generic[V]):
 
     def flushed(self) -> None:
         self.drop(DropReason.FLUSH_ALL)
+
+    def epoch_changed(self) -> None:
+        """Another process turned the cache over: what we hold belongs to the old generation
+        (the Redis tier adopts the new one at its next epoch check, which this news hastens)."""
+        self.drop(DropReason.EPOCH_CHANGED)
 
     def invalidated(self, keys: Sequence[EntityKey]) -> None:
         for key in keys:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from memlayer.cache.metrics import CONSISTENCY_CHECKS
+
 ENTRIES = Gauge(
     "memlayer_near_cache_entries",
     "Entries in the near-cache (served and memo-only).",
@@ -23,14 +25,15 @@ BYTES = Gauge(
 EVICTIONS = Counter(
     "memlayer_near_cache_evictions_total",
     "Entries removed one at a time, by reason: capacity (entries or bytes bound), "
-    "invalidated (Redis said the key changed), expired (older than the maximum age or "
-    "of another generation), recheck (a sampled re-check found Redis disagreeing).",
+    "invalidated (Redis, or this process's own write, said the key changed), expired "
+    "(older than the maximum age or of another generation), superseded (older than a "
+    "write this process acknowledged), recheck (a sampled re-check found Redis disagreeing).",
     ["reason"],
 )
 DROPS = Counter(
     "memlayer_near_cache_drops_total",
     "Whole near-cache drops, by reason: link_lost, flush_all, breaker_opened, "
-    "generation_changed, closed.",
+    "generation_changed, epoch_changed (another process turned the cache over), closed.",
     ["reason"],
 )
 FILLS = Counter(
@@ -39,6 +42,10 @@ FILLS = Counter(
     "from now on), raced (the key was invalidated during the read: kept for decoding "
     "only), not_serving (link down or breaker open: kept for decoding only), too_large.",
     ["outcome"],
+)
+RECHECKS_SKIPPED = Counter(
+    "memlayer_near_cache_rechecks_skipped_total",
+    "Sampled near hits not re-checked because as many re-checks were in flight as allowed.",
 )
 RECHECKS = Counter(
     "memlayer_near_cache_rechecks_total",
@@ -49,7 +56,8 @@ RECHECKS = Counter(
 INVALIDATED_KEYS = Counter(
     "memlayer_near_cache_invalidated_keys_total",
     "Key names received on the invalidation link, by kind: entity (a cached value), "
-    "probe (a lag probe), other (e.g. a fill lease), flush (a flush of everything).",
+    "probe (a lag probe), epoch (the epoch record: a turnover), other (e.g. a fill "
+    "lease), flush (a flush of everything).",
     ["kind"],
 )
 LINKS_UP = Gauge(
@@ -88,6 +96,7 @@ INVALIDATION_LAG = Histogram(
 EVICT_CAPACITY = EVICTIONS.labels("capacity")
 EVICT_INVALIDATED = EVICTIONS.labels("invalidated")
 EVICT_EXPIRED = EVICTIONS.labels("expired")
+EVICT_SUPERSEDED = EVICTIONS.labels("superseded")
 EVICT_RECHECK = EVICTIONS.labels("recheck")
 FILL_INSTALLED = FILLS.labels("installed")
 FILL_RACED = FILLS.labels("raced")
@@ -95,7 +104,12 @@ FILL_NOT_SERVING = FILLS.labels("not_serving")
 FILL_TOO_LARGE = FILLS.labels("too_large")
 KEYS_ENTITY = INVALIDATED_KEYS.labels("entity")
 KEYS_PROBE = INVALIDATED_KEYS.labels("probe")
+KEYS_EPOCH = INVALIDATED_KEYS.labels("epoch")
 KEYS_OTHER = INVALIDATED_KEYS.labels("other")
 KEYS_FLUSH = INVALIDATED_KEYS.labels("flush")
 LINK_ESTABLISHED = LINK_EVENTS.labels("established")
 LINK_LOST = LINK_EVENTS.labels("lost")
+# The consistency checker's view of the near tier (see cache.metrics.CONSISTENCY_CHECKS).
+CHECK_CONSISTENT = CONSISTENCY_CHECKS.labels("near", "consistent")
+CHECK_STALE = CONSISTENCY_CHECKS.labels("near", "stale")
+CHECK_MISSING = CONSISTENCY_CHECKS.labels("near", "missing")

@@ -7,7 +7,9 @@ waits for a barrier on the invalidation link (a PING answered after everything R
 queued to the link before it): if the key was invalidated meanwhile, the entry was
 already on its way out (``RACED``); if not, the near-cache held a value Redis no longer
 vouches for (``MISMATCH`` or ``MISSING``): the entry is evicted, and the result is what
-the consistency checker counts.
+the consistency checker counts (``memlayer_cache_consistency_checks_total{tier="near"}``:
+a mismatch is ``stale``, a missing value ``missing``, a consistent or raced entry
+``consistent``; the alert ``MemlayerNearCacheMissedInvalidation`` fires on the first two).
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ class Recheck:
 
 
 _METRICS = {result: metrics.RECHECKS.labels(result.value) for result in RecheckResult}
+# What the consistency checker counts for the near tier (an error concludes nothing).
+_CHECKS = {
+    RecheckResult.CONSISTENT: metrics.CHECK_CONSISTENT,
+    RecheckResult.RACED: metrics.CHECK_CONSISTENT,
+    RecheckResult.MISMATCH: metrics.CHECK_STALE,
+    RecheckResult.MISSING: metrics.CHECK_MISSING,
+}
 
 
 async def recheck(
@@ -85,4 +94,7 @@ async def recheck(
 
 def _done(result: RecheckResult, entry: NearEntry[V], redis_version: int | None) -> Recheck:
     _METRICS[result].inc()
+    check = _CHECKS.get(result)
+    if check is not None:
+        check.inc()
     return Recheck(result, entry.version, redis_version)

@@ -9,6 +9,10 @@ Joiners see the leader's value, or its error as a
 Once this process acknowledged a write for a key, a GET issued before may return the
 older value: :meth:`SharedReads.forget` retires the read in flight, so later loads issue
 their own while those that had joined still get the retired read's answer.
+
+What is shared is whatever ``get`` returns: the raw bytes, or (the context cache) the bytes
+with the near-cache's fill ticket the leader took before sending the GET, so joiners and the
+leader agree on when the read began.
 """
 
 from __future__ import annotations
@@ -20,31 +24,32 @@ from typing import Generic, TypeVar
 from memlayer.cache.errors import REDIS_ERRORS, SharedReadFailed
 
 K = TypeVar("K", bound=Hashable)
+R = TypeVar("R")
 
-Get = Callable[[K, int], Awaitable[bytes | None]]
-_Slot = asyncio.Future[bytes | None] | None
+Get = Callable[[K, int], Awaitable[R]]
+_Slot = asyncio.Future[R] | None
 
 
 class _LeaderCancelled(Exception):
     """The load that issued a shared GET was cancelled; a joiner reads for itself."""
 
 
-class SharedReads(Generic[K]):
-    """Shares ``get(key, generation)`` among concurrent readers of one key."""
+class SharedResults(Generic[K, R]):
+    """Shares ``get(key, generation)`` among concurrent readers of one key (any result)."""
 
     __slots__ = ("_get", "_reads", "_retired", "_retirements")
 
-    def __init__(self, get: Get[K]) -> None:
+    def __init__(self, get: Get[K, R]) -> None:
         self._get = get
         # key -> None while one read is in flight and nobody joined it yet, or the
         # future the leader will settle once someone has.
-        self._reads: dict[K, _Slot] = {}
+        self._reads: dict[K, _Slot[R]] = {}
         # Retired reads: key -> [(stamp, slot)], stamps increasing. A leader that
         # started when ``_retirements`` was n was retired iff its key has a stamp > n.
         self._retirements = 0
-        self._retired: dict[K, list[tuple[int, _Slot]]] = {}
+        self._retired: dict[K, list[tuple[int, _Slot[R]]]] = {}
 
-    async def read(self, key: K, generation: int) -> bytes | None:
+    async def read(self, key: K, generation: int) -> R:
         if key in self._reads:
             shared = self._reads[key]
             if shared is None:  # the first joiner makes the future the leader will settle
@@ -83,7 +88,7 @@ class SharedReads(Generic[K]):
         self._retirements += 1
         self._retired.setdefault(key, []).append((self._retirements, self._reads.pop(key)))
 
-    def _release(self, key: K, started: int) -> _Slot:
+    def _release(self, key: K, started: int) -> _Slot[R]:
         """The slot of the leader that started at ``started``: retired, or current."""
         retired = self._retired.get(key)
         if retired is not None:
@@ -94,3 +99,10 @@ class SharedReads(Generic[K]):
                         del self._retired[key]
                     return slot
         return self._reads.pop(key, None)
+
+
+class SharedReads(SharedResults[K, bytes | None]):
+    """Shared GETs of raw values (the LangGraph store's namespaces); the context cache
+    shares its GETs with their near-cache tickets (``SharedResults``)."""
+
+    __slots__ = ()

@@ -2,7 +2,8 @@
 
 - ``ReturningUser`` logs in as a seeded user (``memlayer seed ... --out credentials.csv``),
   chosen with a Zipf-like skew so a hot set of users comes back often; this is the traffic
-  the Redis cache exists for, and its ``memory_loaded`` events should say ``source=cache``.
+  the cache tiers exist for, and its ``memory_loaded`` events should say ``source=near``
+  (the serving process's near-cache) or ``source=cache`` (Redis).
 - ``NewUser`` registers a fresh account and has its first chat (cold path, empty context).
 - ``AnonymousUser`` chats without a token; it must never touch either memory tier.
 
@@ -262,7 +263,7 @@ class ChatUser(HttpUser):
 
     def memory_problem(self, event: dict[str, Any]) -> str | None:
         """A persona's invariant that this ``memory_loaded`` event breaks, if any."""
-        if event.get("source") not in {"cache", "database", "none"}:
+        if event.get("source") not in {"near", "cache", "database", "none"}:
             return f"unknown memory source {event.get('source')!r}"
         return None
 

@@ -5,24 +5,25 @@ ratio) and "how hard is Postgres working?" (queries per second). The service ans
 ``GET /api/v1/ops/summary`` with cumulative counts, the numbers its ops page shows; this
 module turns two readings into the rates between them.
 
-The hit ratio is memlayer's own (:class:`memlayer.cache.RequestCounts`, "hits over every
-lookup: hit, miss, error, bypass"), so the load test, the ops summary and ``memlayer cache
-stats`` cannot disagree on what it is; the Locust image installs memlayer for that. Pure
-(no Locust, no network) so unit tests can feed it summaries.
+The hit ratio and the per-tier shares are memlayer's own (:class:`memlayer.cache.RequestCounts`:
+"served by a cache tier (near + hit) over every lookup", and the near / Redis / Postgres
+shares), so the load test, the ops summary and ``memlayer cache stats`` cannot disagree on
+what they are; the Locust image installs memlayer for that. Pure (no Locust, no network) so
+unit tests can feed it summaries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from memlayer.cache import RequestCounts
+from memlayer.cache.stats import TierShares
 
 SUMMARY_PATH = "/api/v1/ops/summary"
 
-# The summary's ``cache_requests`` keys (the metric's ``result`` label) and RequestCounts' fields.
-_RESULTS = {"hit": "hits", "miss": "misses", "error": "errors", "bypass": "bypasses"}
+_COUNTS = tuple(f.name for f in fields(RequestCounts))
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,8 @@ class ServiceCounters:
 
     @classmethod
     def from_summary(cls, summary: Mapping[str, Any]) -> ServiceCounters:
-        by_result = summary.get("cache_requests") or {}
-        counts = {field: float(by_result.get(result, 0)) for result, field in _RESULTS.items()}
-        return cls(RequestCounts(**counts), float(summary.get("db_queries_total", 0)))
+        requests = RequestCounts.from_results(summary.get("cache_requests") or {})
+        return cls(requests, float(summary.get("db_queries_total", 0)))
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,11 @@ class Window:
         return self.requests.hit_ratio
 
     @property
+    def tier_shares(self) -> TierShares | None:
+        """Near / Redis / Postgres shares of the window's lookups (None: no lookups)."""
+        return self.requests.tier_shares
+
+    @property
     def db_qps(self) -> float:
         return self.db_queries / self.seconds
 
@@ -72,7 +77,7 @@ def window(before: ServiceCounters, after: ServiceCounters, seconds: float) -> W
     requests = RequestCounts(
         **{
             name: _increase(getattr(before.requests, name), getattr(after.requests, name))
-            for name in _RESULTS.values()
+            for name in _COUNTS
         }
     )
     return Window(seconds, requests, _increase(before.db_queries, after.db_queries))
@@ -84,3 +89,10 @@ def _increase(old: float, new: float) -> float:
 
 def format_ratio(ratio: float | None) -> str:
     return "n/a" if ratio is None else f"{ratio:.1%}"
+
+
+def format_shares(shares: TierShares | None) -> str:
+    """``near 80.0% · redis 15.0% · postgres 5.0%`` (or n/a)."""
+    if shares is None:
+        return "n/a"
+    return " · ".join(f"{tier} {share:.1%}" for tier, share in shares.as_dict().items())

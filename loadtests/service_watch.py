@@ -21,7 +21,14 @@ from load_options import option
 from locust.env import Environment
 from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
-from service_counters import SUMMARY_PATH, ServiceCounters, Window, format_ratio, window
+from service_counters import (
+    SUMMARY_PATH,
+    ServiceCounters,
+    Window,
+    format_ratio,
+    format_shares,
+    window,
+)
 from tally import MemorySourceTally
 from web_tab import add_memlayer_tab
 
@@ -109,7 +116,8 @@ class ServiceWatcher:
         parts = []
         if latest is not None:
             parts.append(
-                f"hit ratio {format_ratio(latest.hit_ratio)} (last {latest.seconds:.0f}s), "
+                f"hit ratio {format_ratio(latest.hit_ratio)} "
+                f"({format_shares(latest.tier_shares)}; last {latest.seconds:.0f}s), "
                 f"db {latest.db_qps:.1f} q/s"
             )
         if total is not None:
@@ -122,6 +130,8 @@ class ServiceWatcher:
         rows = [
             {"metric": "cache hit ratio (last reading)", "value": _ratio_of(latest)},
             {"metric": "cache hit ratio (since start)", "value": _ratio_of(total)},
+            {"metric": "served by tier (last reading)", "value": _shares_of(latest)},
+            {"metric": "served by tier (since start)", "value": _shares_of(total)},
             {"metric": "postgres queries/s (last reading)", "value": _qps_of(latest)},
             {"metric": "postgres queries/s (since start)", "value": _qps_of(total)},
         ]
@@ -136,6 +146,7 @@ class ServiceWatcher:
             "summary_url": self.summary_url(),
             "hit_ratio_last": latest.hit_ratio if latest else None,
             "hit_ratio_since_start": total.hit_ratio if total else None,
+            "tier_shares_since_start": _shares_dict(total),
             "db_qps_last": latest.db_qps if latest else None,
             "db_qps_since_start": total.db_qps if total else None,
             "cache_lookups_since_start": total.cache_lookups if total else None,
@@ -153,6 +164,15 @@ class ServiceWatcher:
 
 def _ratio_of(w: Window | None) -> str:
     return format_ratio(w.hit_ratio) if w else "n/a"
+
+
+def _shares_of(w: Window | None) -> str:
+    return format_shares(w.tier_shares) if w else "n/a"
+
+
+def _shares_dict(w: Window | None) -> dict[str, float] | None:
+    shares = w.tier_shares if w else None
+    return shares.as_dict() if shares is not None else None
 
 
 def _qps_of(w: Window | None) -> str:

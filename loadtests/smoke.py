@@ -11,7 +11,9 @@ A smoke test of the real server then reads in a few lines::
 Locust runs as a subprocess because it monkey-patches the whole interpreter with gevent,
 which a pytest process running asyncio tests must not get. No Locust import here.
 
-Also a command line: ``python loadtests/smoke.py --host http://127.0.0.1:8000 -u 50 -t 20s``.
+Also a command line: ``python loadtests/smoke.py --host http://127.0.0.1:8000 -u 50 -t 20s``
+(``--redis-url`` adds Redis commands per chat turn, from ``INFO commandstats`` read before
+and after the run: :mod:`redis_commands`).
 """
 
 from __future__ import annotations
@@ -265,8 +267,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--credentials", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--tags", nargs="*", default=())
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        help="the service's Redis: print Redis commands per chat turn (INFO commandstats)",
+    )
     parser.add_argument("user_classes", nargs="*", help="e.g. ReturningUser (default: all)")
     args = parser.parse_args(argv)
+    import redis_commands  # beside this file: on the path when run as a command
+
+    before = redis_commands.commandstats(args.redis_url) if args.redis_url else None
     result = run_locust(
         args.host,
         users=args.users,
@@ -284,6 +294,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{entry.failures:>5} fail  p50 {entry.median_ms:>6.0f} ms  p99 {entry.p99_ms:>6.0f} ms"
         )
     print(json.dumps(result.memlayer, indent=2))
+    if before is not None:
+        calls = redis_commands.delta(before, redis_commands.commandstats(args.redis_url))
+        turns = sum(
+            e.requests - e.failures
+            for e in result.entries
+            if e.request_type == "WS" and e.name == "turn"
+        )
+        print("\n".join(redis_commands.per_turn_lines(calls, turns)))
     print(f"locust exit code {result.returncode}; files in {result.files['log'].parent}")
     return result.returncode
 

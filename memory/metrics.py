@@ -7,6 +7,8 @@ so the service's value is the largest a live process reports.
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from memlayer.cache.metrics import CONSISTENCY_CHECKS
+
 DB_QUERIES = Counter(
     "memlayer_db_queries_total",
     "Postgres statements issued by the memory tier, by operation.",
@@ -53,13 +55,7 @@ OUTBOX_FAILURES = Counter(
 )
 
 # --- the consistency checker (memory/consistency.py) ---------------------------------
-CONSISTENCY_CHECKS = Counter(
-    "memlayer_cache_consistency_checks_total",
-    "Cached versions compared with Postgres: consistent (current, or behind by less "
-    "than the coherence bound), stale (behind by more than the bound) or missing "
-    "(nothing servable cached).",
-    ["result"],
-)
+# Its counter lives in the cache tier (the near-cache's re-checks count there too, tier=near).
 CONSISTENCY_STALENESS = Histogram(
     "memlayer_cache_consistency_staleness_seconds",
     "How long Postgres had held a newer version when Redis was seen holding an older "
@@ -67,9 +63,9 @@ CONSISTENCY_STALENESS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
 )
 
-CHECK_CONSISTENT = CONSISTENCY_CHECKS.labels("consistent")
-CHECK_STALE = CONSISTENCY_CHECKS.labels("stale")
-CHECK_MISSING = CONSISTENCY_CHECKS.labels("missing")
+CHECK_CONSISTENT = CONSISTENCY_CHECKS.labels("redis", "consistent")
+CHECK_STALE = CONSISTENCY_CHECKS.labels("redis", "stale")
+CHECK_MISSING = CONSISTENCY_CHECKS.labels("redis", "missing")
 STORED_VALUES_DROPPED = Counter(
     "memlayer_stored_values_dropped_total",
     "Values read from Postgres that no tier can carry (a 400-digit number, NaN, a NUL "

@@ -7,7 +7,7 @@ list in tests and the CLI.
 Event types and their fields (besides ``type`` and ``timestamp``, ISO 8601 UTC):
 
 - ``planning_start``      ``query``
-- ``memory_loaded``       ``user_id``, ``memory_count``, ``source`` (cache|database|none)
+- ``memory_loaded``       ``user_id``, ``memory_count``, ``source`` (near|cache|database|none)
 - ``memory_unavailable``  ``stage`` (load|save), ``message``, ``error`` (exception class);
                           for save, ``outcome``: ``not_saved``, or ``unknown`` (the
                           connection failed during COMMIT: retrying the turn with the

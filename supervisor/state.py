@@ -57,7 +57,7 @@ class MainSupervisorState(TypedDict, total=False):
     # Long-term memory read this turn
     loaded_memories: list[dict[str, Any]]
     user_preferences: dict[str, Any]
-    memory_source: str  # "cache" | "database" | "none"
+    memory_source: str  # "near" | "cache" | "database" | "none"
     memory_load_time: float | None  # seconds spent loading; None when skipped
     saved_memory_id: int | None
 

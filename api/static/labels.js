@@ -2,6 +2,7 @@
 // SRE page name a memory source, a team and an intent the same way.
 
 export const SOURCE_LABELS = {
+  near: "프로세스 캐시 (near)",
   cache: "캐시 (cache)",
   database: "데이터베이스 (database)",
   none: "없음 (none)",

@@ -1,6 +1,9 @@
 // The SRE page: polls /api/v1/ops/summary and turns the cumulative counters it returns into
-// rates (DB queries per second, hit ratio per refresh interval) on the client. The summary
-// covers the whole service: every worker of `memlayer serve --workers N`, whichever answers.
+// rates (DB queries per second, hit ratio and per-tier shares per refresh interval) on the
+// client. The summary covers the whole service: every worker of `memlayer serve --workers N`,
+// whichever answers. Ratios are memlayer's (cache/stats.py): a lookup is answered by the
+// near-cache, Redis (hit) or neither (miss, error, bypass: Postgres); hit ratio = (near + hit)
+// / lookups, and the three tier shares add up to 1.
 
 import { SOURCE_LABELS } from "./labels.js";
 
@@ -17,6 +20,8 @@ const COUNT_LABELS = {
   "cache_requests.error": "캐시 조회 · 오류",
   "cache_requests.bypass": "캐시 조회 · 우회",
 };
+
+const TIER_LABELS = { near: "프로세스 캐시 (near)", redis: "Redis", postgres: "Postgres" };
 
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -39,7 +44,32 @@ function latency(seconds) {
 }
 
 function lookups(requests) {
-  return requests.hit + requests.miss + requests.error + requests.bypass;
+  return (requests.near ?? 0) + requests.hit + requests.miss + requests.error + requests.bypass;
+}
+
+// Lookups answered by each tier (a server without a near-cache reports no "near").
+function tierCounts(requests) {
+  return {
+    near: requests.near ?? 0,
+    redis: requests.hit,
+    postgres: requests.miss + requests.error + requests.bypass,
+  };
+}
+
+function bytes(value) {
+  if (value === null || value === undefined) return "—";
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let size = value;
+  let unit = 0;
+  while (size >= 1024 && unit < units.length - 1) {
+    size /= 1024;
+    unit += 1;
+  }
+  return `${numberFormat.format(size)} ${units[unit]}`;
+}
+
+function sum(counts) {
+  return Object.values(counts ?? {}).reduce((a, b) => a + b, 0);
 }
 
 function cell(tag, text, attrs = {}) {
@@ -64,7 +94,44 @@ function render(summary, now) {
 
   $("hit-ratio").textContent = percent(summary.hit_ratio);
   $("hit-detail").textContent =
-    `hit ${requests.hit} · miss ${requests.miss} · error ${requests.error} · bypass ${requests.bypass}`;
+    `near ${requests.near ?? 0} · hit ${requests.hit} · miss ${requests.miss} · error ${requests.error} · bypass ${requests.bypass}`;
+
+  const shares = summary.tier_shares;
+  $("near-share").textContent = percent(shares?.near);
+  $("tier-detail").textContent = shares
+    ? `near ${percent(shares.near)} · Redis ${percent(shares.redis)} · Postgres ${percent(shares.postgres)}`
+    : "조회 기록 없음";
+  const nowCounts = tierCounts(requests);
+  const beforeCounts = previous ? tierCounts(previous.summary.cache_requests) : null;
+  const askedSince = beforeCounts ? sum(nowCounts) - sum(beforeCounts) : 0;
+  $("tiers").replaceChildren(
+    ...Object.keys(TIER_LABELS).map((tier) =>
+      row(
+        cell("th", TIER_LABELS[tier], { scope: "row" }),
+        cell("td", askedSince > 0 ? percent((nowCounts[tier] - beforeCounts[tier]) / askedSince) : "—"),
+        cell("td", percent(shares?.[tier])),
+      ),
+    ),
+  );
+
+  const near = summary.near_cache;
+  if (near) {
+    const rechecks = near.rechecks ?? {};
+    const items = [
+      ["무효화 연결 (워커)", `${numberFormat.format(near.links_up)} / ${numberFormat.format(summary.workers ?? 1)}`],
+      ["항목 수", numberFormat.format(near.entries)],
+      ["크기 (인코딩 기준)", bytes(near.bytes)],
+      ["무효화 지연 p50", latency(near.invalidation_lag_seconds?.p50)],
+      ["무효화 지연 p99", latency(near.invalidation_lag_seconds?.p99)],
+      ["무효화로 제거", numberFormat.format(near.evictions?.invalidated ?? 0)],
+      ["전체 비움 (연결 끊김 등)", numberFormat.format(sum(near.drops))],
+      ["표본 재확인 · 일치", numberFormat.format((rechecks.consistent ?? 0) + (rechecks.raced ?? 0))],
+      ["표본 재확인 · 불일치 (경보)", numberFormat.format((rechecks.mismatch ?? 0) + (rechecks.missing ?? 0))],
+    ];
+    $("near").replaceChildren(
+      ...items.map(([name, value]) => row(cell("th", name, { scope: "row" }), cell("td", value))),
+    );
+  }
 
   if (previous && elapsed > 0) {
     const qps = (summary.db_queries_total - previous.summary.db_queries_total) / elapsed;
@@ -110,7 +177,9 @@ function render(summary, now) {
   let interval = null;
   if (previous) {
     const asked = lookups(requests) - lookups(previous.summary.cache_requests);
-    if (asked > 0) interval = (requests.hit - previous.summary.cache_requests.hit) / asked;
+    const served = (requests.near ?? 0) + requests.hit;
+    const servedBefore = (previous.summary.cache_requests.near ?? 0) + previous.summary.cache_requests.hit;
+    if (asked > 0) interval = (served - servedBefore) / asked;
   }
   state.history.push({ at: now, interval, cumulative: summary.hit_ratio });
   if (state.history.length > HISTORY_POINTS) state.history.shift();

@@ -70,6 +70,8 @@ class _Arrivals:
 
     def flushed(self) -> None: ...
 
+    def epoch_changed(self) -> None: ...
+
     def invalidated(self, keys: Sequence[EntityKey]) -> None:
         for key in keys:
             self.note(key.entity_id)

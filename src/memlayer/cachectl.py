@@ -59,20 +59,52 @@ def _served_summary(url: str) -> dict[str, Any] | None:
 
 def _served_requests(summary: dict[str, Any]) -> RequestCounts:
     """The server's lookups by result (this CLI's own process has served none)."""
-    by_result = summary.get("cache_requests") or {}
-    return RequestCounts(
-        hits=float(by_result.get("hit", 0)),
-        misses=float(by_result.get("miss", 0)),
-        errors=float(by_result.get("error", 0)),
-        bypasses=float(by_result.get("bypass", 0)),
-    )
+    return RequestCounts.from_results(summary.get("cache_requests") or {})
 
 
 def _fmt_ratio(requests: RequestCounts) -> str:
     ratio = requests.hit_ratio
     if ratio is None:
         return "n/a (no lookups yet)"
-    return f"{ratio:.2%}  ({requests.hits:,.0f} of {requests.lookups:,.0f} lookups)"
+    served = requests.near + requests.hits
+    return f"{ratio:.2%}  ({served:,.0f} of {requests.lookups:,.0f} lookups)"
+
+
+def _fmt_shares(requests: RequestCounts) -> str:
+    shares = requests.tier_shares
+    if shares is None:
+        return "n/a"
+    return f"near {shares.near:.1%} · Redis {shares.redis:.1%} · Postgres {shares.postgres:.1%}"
+
+
+def _fmt_seconds(value: object) -> str:
+    return "n/a" if not isinstance(value, int | float) else f"≤ {value * 1000:.2f} ms"
+
+
+def _near_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The serving service's near-cache, summed over its workers."""
+    near = summary.get("near_cache")
+    if not isinstance(near, dict):
+        return [("near-cache", "n/a (the server reports none)")]
+    workers = summary.get("workers", 1)
+    lag = near.get("invalidation_lag_seconds") or {}
+    rechecks = near.get("rechecks") or {}
+    flagged = float(rechecks.get("mismatch", 0)) + float(rechecks.get("missing", 0))
+    return [
+        ("near-cache links", f"{near.get('links_up', 0):,.0f} of {workers} workers"),
+        (
+            "near-cache size",
+            f"{near.get('entries', 0):,.0f} entries, {_fmt_bytes(int(near.get('bytes', 0)))}",
+        ),
+        (
+            "invalidation lag",
+            f"p50 {_fmt_seconds(lag.get('p50'))}, p99 {_fmt_seconds(lag.get('p99'))}",
+        ),
+        (
+            "near re-checks",
+            f"{sum(rechecks.values()):,.0f} ({flagged:,.0f} found Redis disagreeing)",
+        ),
+    ]
 
 
 def _fmt_breaker(summary: dict[str, Any]) -> str:
@@ -100,9 +132,12 @@ async def stats(settings: Settings, server_url: str) -> int:
         rows.append(("hit ratio", f"n/a (no memlayer server answers at {server_url})"))
         rows.append(("breaker (this CLI)", s.breaker_state))
     else:
-        rows.append(("hit ratio", f"{_fmt_ratio(_served_requests(served))}  {server_url}"))
+        requests = _served_requests(served)
+        rows.append(("hit ratio", f"{_fmt_ratio(requests)}  {server_url}"))
+        rows.append(("served by tier", _fmt_shares(requests)))
         rows.append(("workers (server)", str(served.get("workers", "n/a"))))
         rows.append(("breaker (server)", _fmt_breaker(served)))
+        rows.extend(_near_rows(served))
     print("  memlayer cache stats")
     print("  " + "─" * 40)
     for name, value in rows:

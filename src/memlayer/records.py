@@ -6,11 +6,11 @@ workflow read them. They carry no behaviour beyond being cheap to build and comp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 JSONValue = Any  # a value that json.dumps accepts; validated at the service boundary
 
@@ -93,14 +93,39 @@ ANY_SOURCE = ReadFloor()  # nothing known: any source will do
 class LoadSource(StrEnum):
     """Where a memory context came from this turn."""
 
-    CACHE = "cache"
+    NEAR = "near"  # this process's near-cache: no round trip (Redis vouched for it)
+    CACHE = "cache"  # Redis
     DATABASE = "database"
     NONE = "none"  # anonymous user or memory skipped: neither tier was touched
 
 
+class KeptEncoding(Protocol):
+    """Somewhere a served value's encoding can be kept with it (a near-cache entry)."""
+
+    def encoded(self, encode: Callable[[], bytes]) -> bytes:
+        """``encode()``, made at most once for the value and then kept."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class LoadResult:
-    """A loaded context and the tier that served it."""
+    """A loaded context and the tier that served it.
+
+    ``kept``: set when the context is exactly a near-cache entry's value, which can keep
+    a reader's encoding of it (:meth:`encoded`); None otherwise.
+    """
 
     context: MemoryContext
     source: LoadSource
+    kept: KeptEncoding | None = None
+
+    def encoded(self, encode: Callable[[LoadResult], bytes]) -> bytes:
+        """``encode(self)``; for a near-cache hit made once per entry and kept with it.
+
+        ``encode`` must depend on nothing but this result (the same context and source
+        give the same bytes), as the API's JSON of a context does.
+        """
+        kept = self.kept
+        if kept is None:
+            return encode(self)
+        return kept.encoded(lambda: encode(self))

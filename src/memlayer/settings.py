@@ -86,9 +86,10 @@ class Settings(BaseSettings):
     cache_decoded_memo_size: int = Field(
         default=10_000,
         ge=0,
-        description="Decoded contexts kept per process, reused while Redis returns "
-        "byte-identical values (0 disables). Sized for a process's hot users: about "
-        "2-4 KiB each, so the default bounds it near 40 MiB.",
+        description="Decoded values of other key families (the LangGraph store's "
+        "namespaces) kept per process, reused while Redis returns byte-identical values "
+        "(0 disables). Memory contexts keep theirs in the near-cache "
+        "(near_cache_max_entries).",
     )
 
     # --- coherence across processes (DESIGN.md invariant 7; docs/coherence.md) -------
@@ -164,21 +165,28 @@ class Settings(BaseSettings):
     preference_key_max_length: int = Field(default=100, gt=0)
 
     # --- near-cache: decoded values in each process, invalidated by Redis -------------
-    # (cache/near.py, cache/invalidation.py). Off until it is wired into the load path
-    # and the chaos run has shown it keeps the coherence bound. Redis Cluster and the
-    # embedded fakeredis have no usable client tracking: it stays off there, with a log line.
+    # (cache/near.py, cache/invalidation.py, cache/near_tier.py; docs/near-cache.md). The
+    # same structure is the memo of decoded values, whether or not it may serve. Redis
+    # Cluster and the embedded fakeredis have no usable client tracking: it does not
+    # serve there (a log line says so), and stays the memo.
     near_cache_enabled: bool = Field(
-        default=False,
+        default=True,
         description="Serve hot contexts from process memory, kept coherent by Redis "
         "client tracking (one extra Redis connection per process).",
     )
-    near_cache_max_entries: int = Field(default=10_000, gt=0)
+    near_cache_max_entries: int = Field(
+        default=10_000,
+        ge=0,
+        description="Decoded contexts kept per process (0: none, every Redis hit is "
+        "decoded and nothing is served from process memory).",
+    )
     near_cache_max_bytes: int = Field(
         default=16 * 1024 * 1024,
         gt=0,
         description="Bound on the summed encoded size of the entries. Process memory is "
-        "about 5x this: each entry keeps its encoded bytes (for the decoded memo) and the "
-        "decoded objects, measured at ~4x the encoded size for a 5-memory context.",
+        "4-10x this: each entry keeps its encoded bytes (for the decoded memo) and the "
+        "decoded objects, measured at ~4x the encoded size for a 5-memory context and ~10x "
+        "for small ones (1-5 short memories), where per-object overhead dominates.",
     )
     near_cache_max_age_seconds: float = Field(
         default=60.0,

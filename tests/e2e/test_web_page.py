@@ -59,7 +59,8 @@ async def test_second_session_shows_memory_from_cache_and_forgetting_empties_it(
     await screenshot(page, "01-first-turn-signed-in")
 
     # "새 대화" starts a new session; its first turn reads the first session's memory
-    # from Redis, where the first turn's write-through put it.
+    # from a cache tier: Redis, where the first turn's write-through put it, or the
+    # server's near-cache once a read settled it there.
     old_status = await page.locator("#connection").text_content()
     await page.get_by_role("button", name="새 대화").click()
     await expect(page.locator("#messages li")).to_have_count(0)
@@ -67,7 +68,7 @@ async def test_second_session_shows_memory_from_cache_and_forgetting_empties_it(
     await expect(page.locator("#connection")).to_contain_text("연결됨")
     await ask(page, SECOND_QUERY)
     await expect(last_answer(page)).to_contain_text("강남구")
-    await expect(page.locator("#memory-source")).to_contain_text("cache")
+    await expect(page.locator("#memory-source")).to_have_text(re.compile(r"\((near|cache)\)$"))
     await expect(page.locator("#memory-count")).to_have_text("1")
     memories = page.locator("#memory-list .memory-item")
     await expect(memories).to_have_count(1)
@@ -93,12 +94,13 @@ async def test_second_session_shows_memory_from_cache_and_forgetting_empties_it(
     await expect(page.locator("#memory-entities li")).to_have_count(0)
     await screenshot(page, "03-after-forget-everything")
 
-    # The next turn's planning reads the forgotten (empty) context, still from the cache.
+    # The next turn's planning reads the forgotten (empty) context, still from a cache tier:
+    # Redis, or the server's near-cache (the panel's own read may have settled it there).
     await ask(page, FIRST_QUERY)
     await expect(page.locator("#messages .msg.assistant")).to_have_count(2)
     await expect(page.locator("#memory-title")).to_have_text("이번 턴에 불러온 기억")
     await expect(page.locator("#memory-count")).to_have_text("0")
-    await expect(page.locator("#memory-source")).to_contain_text("cache")
+    await expect(page.locator("#memory-source")).to_have_text(re.compile(r"\((near|cache)\)$"))
     await expect(memories).to_have_count(0)
 
 
@@ -182,8 +184,13 @@ async def test_ops_page_shows_the_hit_ratio(
     await expect(page.locator("#hit-ratio")).to_have_text(re.compile(r"^\d{1,3}\.\d%$"))
     await expect(page.locator("#breaker")).to_have_text("닫힘 (정상)")
     await expect(page.locator("#workers")).to_have_text("1")  # the test server: one process
-    await expect(page.locator("#latency tr")).to_have_count(2)
+    await expect(page.locator("#latency tr")).to_have_count(3)  # near, cache, database
     await expect(page.locator("#latency")).to_contain_text("캐시 (cache)")
+    await expect(page.locator("#latency")).to_contain_text("프로세스 캐시 (near)")
+    # Which tier answered: near-cache, Redis, Postgres (the shares of cache/stats.py).
+    await expect(page.locator("#tiers tr")).to_have_count(3)
+    await expect(page.locator("#near-share")).to_have_text(re.compile(r"^\d{1,3}\.\d%$"))
+    await expect(page.locator("#near")).to_contain_text("무효화 연결")
     await expect(page.locator("#db-total")).to_contain_text("누적")
     await expect(page.locator("#hit-chart path.cumulative")).to_have_count(1)
     # DB queries/s needs two samples; the second arrives on the page's own refresh.

@@ -38,6 +38,8 @@ class _Watch:
     def flushed(self) -> None:  # someone else's FLUSHDB on a shared Redis: reported apart
         self.flushes += 1
 
+    def epoch_changed(self) -> None: ...
+
     def invalidated(self, keys: Sequence[EntityKey]) -> None:
         if self.wanted in keys and not self.done.is_set():
             self.evicted_ns = time.time_ns()

@@ -37,6 +37,9 @@ class Recorder:
         self.keys.extend(keys)
         self._changed.set()
 
+    def epoch_changed(self) -> None:
+        self.events.append("epoch_changed")
+
     async def key(self, wanted: EntityKey) -> None:
         """Until ``wanted`` has been invalidated (callers bound it with a timeout)."""
         while wanted not in self.keys:

@@ -44,6 +44,13 @@ COUNTERS = {
     "memlayer_cache_outbox_acked_total",
     "memlayer_cache_outbox_failures_total",
     "memlayer_cache_turnovers_total",
+    "memlayer_near_cache_evictions_total",
+    "memlayer_near_cache_drops_total",
+    "memlayer_near_cache_fills_total",
+    "memlayer_near_cache_rechecks_total",
+    "memlayer_near_cache_rechecks_skipped_total",
+    "memlayer_near_cache_invalidated_keys_total",
+    "memlayer_near_cache_link_events_total",
     "http_requests_total",
     "process_cpu_seconds_total",
 }
@@ -53,11 +60,15 @@ GAUGES = {
     "memlayer_cache_outbox_backlog",
     "memlayer_cache_outbox_oldest_age_seconds",
     "memlayer_api_workers",
+    "memlayer_near_cache_entries",
+    "memlayer_near_cache_bytes",
+    "memlayer_near_cache_links_up",
     "up",
 }
 HISTOGRAMS = {
     "memlayer_memory_load_seconds",
     "memlayer_cache_consistency_staleness_seconds",
+    "memlayer_near_cache_invalidation_lag_seconds",
     "http_request_duration_seconds",
 }
 KNOWN_METRICS = (
@@ -279,6 +290,7 @@ EXPECTED_ALERTS = {
     "MemlayerCacheFillLeaseContention": "memlayer_cache_lease_waits_total",
     "MemlayerPostgresQuerySpike": "memlayer_db_queries_total",
     "MemlayerMemoryWriteFailures": "memlayer_memory_writes_total",
+    "MemlayerNearCacheMissedInvalidation": "memlayer_cache_consistency_checks_total",
 }
 
 
@@ -290,10 +302,12 @@ def test_each_failure_story_has_its_alert(alert_rules):
 
 
 def test_hit_ratio_alert_waits_10m_below_90_percent_and_counts_bypass_as_not_served(alert_rules):
+    # cache/stats.py: (near + hit) / (near + hit + miss + error + bypass).
     rule = next(r for r in alert_rules if r.get("alert") == "MemlayerCacheHitRatioLow")
     assert rule["for"] == "10m"
     assert "< 0.9" in rule["expr"]
-    assert 'result="hit"' in rule["expr"] and 'result=~"hit|miss|error|bypass"' in rule["expr"]
+    assert 'result=~"near|hit"' in rule["expr"]
+    assert 'result=~"near|hit|miss|error|bypass"' in rule["expr"]
 
 
 def test_alerts_explain_themselves_and_link_to_an_existing_runbook_section(alert_rules):
@@ -354,7 +368,18 @@ def test_every_dashboard_panel_queries_an_exported_metric(dashboard):
 @pytest.mark.parametrize(
     ("what", "pattern"),
     [
-        ("hit ratio", r'memlayer_cache_requests_total\{result="hit"\}.*/.*hit\|miss\|error'),
+        (
+            "hit ratio",
+            r'memlayer_cache_requests_total\{result=~"near\|hit"\}.*/.*near\|hit\|miss\|error',
+        ),
+        ("near-cache share", r'memlayer_cache_requests_total\{result="near"\}.*/'),
+        (
+            "invalidation lag p99",
+            r"histogram_quantile\(0\.99, sum by \(le\) "
+            r"\(rate\(memlayer_near_cache_invalidation_lag_seconds_bucket",
+        ),
+        ("near-cache size", r"memlayer_near_cache_bytes"),
+        ("near-cache re-checks", r"memlayer_near_cache_rechecks_total"),
         (
             "load p50 by source",
             r"histogram_quantile\(0\.5, sum by \(le, source\) "

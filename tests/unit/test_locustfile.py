@@ -449,3 +449,21 @@ def test_web_ui_has_a_memlayer_tab_with_the_watchers_rows():
     assert summary["summary_url"] == "http://127.0.0.1:8000/api/v1/ops/summary"
     assert summary["hit_ratio_since_start"] is None
     assert summary["memory_sources"] == {"returning": {"cache": 1, "database": 1}}
+
+
+# --- Redis commands per turn (scripts/loadtest.sh) -----------------------------------------
+
+redis_commands = load("redis_commands")
+
+
+def test_redis_commands_between_two_readings_per_chat_turn():
+    before = {"get": 1000, "evalsha": 10, "ping": 5}
+    after = {"get": 1400, "evalsha": 210, "ping": 5, "set": 20}
+
+    calls = redis_commands.delta(before, after)
+    lines = redis_commands.per_turn_lines(calls, turns=100)
+
+    assert calls == {"get": 400, "evalsha": 200, "set": 20}  # ping did not move
+    assert lines[0].startswith("redis commands per turn: 6.20")
+    assert lines[1].split()[:2] == ["get", "4.00"]  # the busiest first
+    assert redis_commands.per_turn_lines(calls, turns=0)[0].startswith("redis commands: 620")

@@ -26,6 +26,13 @@ EXTRAS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("write-throughs deferred", "memlayer_cache_write_through_total", {"outcome": "deferred"}),
     ("outbox rows drained", "memlayer_cache_outbox_drained_total", {}),
     ("cache turnovers", "memlayer_cache_turnovers_total", {}),
+    ("near-cache hits", "memlayer_cache_requests_total", {"result": "near"}),
+    ("redis hits", "memlayer_cache_requests_total", {"result": "hit"}),
+    ("near-cache drops", "memlayer_near_cache_drops_total", {}),
+    ("near evicted by Redis", "memlayer_near_cache_evictions_total", {"reason": "invalidated"}),
+    ("near re-checks", "memlayer_near_cache_rechecks_total", {}),
+    ("near re-checks stale", "memlayer_near_cache_rechecks_total", {"result": "mismatch"}),
+    ("near re-checks missing", "memlayer_near_cache_rechecks_total", {"result": "missing"}),
 )
 RULE = "─" * 66
 
@@ -45,7 +52,9 @@ class Scrape:
         scrape = cls()
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == CHECKS:
+                if sample.name == CHECKS and sample.labels.get("tier") == "near":
+                    pass  # the near tier's re-checks: reported apart (EXTRAS)
+                elif sample.name == CHECKS:
                     scrape.has_checker = True
                     _add(scrape.checks, sample.labels.get("result", "?"), sample.value)
                 elif sample.name == f"{STALENESS}_bucket":

@@ -43,7 +43,11 @@ async def test_mixed_smoke_run_has_no_failures_and_returning_users_hit_the_cache
     assert result.total.failures == 0, result.failures
     sources = result.memory_sources
     assert sources.get("returning", {}).get("cache", 0) > 0, sources
-    assert result.memory_source_share("returning", "cache") > 0.95, sources
+    # Served by a cache tier: Redis, or the serving process's near-cache.
+    served = result.memory_source_share("returning", "cache") + result.memory_source_share(
+        "returning", "near"
+    )
+    assert served > 0.95, sources
     anonymous = sources.get("anonymous", {})
     assert sum(anonymous.values()) > 0 and set(anonymous) == {"none"}, sources
     # The master read the service's ops summary during the run: its hit ratio since start.

@@ -72,7 +72,10 @@ def test_the_judgement() -> None:
 
 async def test_the_sampler_counts_each_result_and_observes_the_staleness(node: Node) -> None:
     fresh, stale, absent = await _three_users(node)
-    before = {r: metric("memlayer_cache_consistency_checks_total", result=r) for r in CheckResult}
+    before = {
+        r: metric("memlayer_cache_consistency_checks_total", tier="redis", result=r)
+        for r in CheckResult
+    }
     observed = metric("memlayer_cache_consistency_staleness_seconds_count")
     versions = [v for v in await _versions(node) if v.user_id in (fresh, stale, absent)]
     assert len(versions) == 3
@@ -82,7 +85,10 @@ async def test_the_sampler_counts_each_result_and_observes_the_staleness(node: N
     assert tally is not None
     assert (tally.consistent, tally.stale, tally.missing) == (1, 1, 1)
     assert tally.stale_users == [stale] and tally.worst_staleness_s > 0
-    after = {r: metric("memlayer_cache_consistency_checks_total", result=r) for r in CheckResult}
+    after = {
+        r: metric("memlayer_cache_consistency_checks_total", tier="redis", result=r)
+        for r in CheckResult
+    }
     assert {r: after[r] - before[r] for r in CheckResult} == {
         CheckResult.CONSISTENT: 1,
         CheckResult.STALE: 1,
@@ -95,13 +101,16 @@ async def test_the_sampler_counts_each_result_and_observes_the_staleness(node: N
 async def test_the_background_round_samples_recent_writes(node: Node) -> None:
     _fresh, stale, _absent = await _three_users(node)
     sampler = consistency.ConsistencySampler(node.database, node.cache, node.settings)
-    stale_before = metric("memlayer_cache_consistency_checks_total", result="stale")
+    stale_before = metric("memlayer_cache_consistency_checks_total", tier="redis", result="stale")
 
     tally = await sampler.check_once()
 
     assert tally is not None and tally.checked >= 3
     assert stale in tally.stale_users
-    assert metric("memlayer_cache_consistency_checks_total", result="stale") > stale_before
+    assert (
+        metric("memlayer_cache_consistency_checks_total", tier="redis", result="stale")
+        > stale_before
+    )
 
 
 async def test_cache_verify_audits_every_user_and_fails_on_staleness(

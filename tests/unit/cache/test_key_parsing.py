@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from memlayer.cache import keys
-from memlayer.cache.keys import OTHER_KEY, EntityKey, KeyParser, ProbeKey
+from memlayer.cache.keys import EPOCH_KEY, OTHER_KEY, EntityKey, KeyParser, ProbeKey
 
 
 @pytest.mark.parametrize("prefix", ["memlayer", "memlayer-test-1a2b", "a:b", "x[1]*"])
@@ -26,8 +26,17 @@ def test_probe_keys_carry_their_writer_and_write_time() -> None:
     assert KeyParser("p").parse(name) == ProbeKey(4321, 1_700_000_000_123_456_789)
 
 
+def test_the_epoch_record_is_tracked_and_named_as_such() -> None:
+    assert KeyParser("p").parse(keys.epoch_key("p").encode()) is EPOCH_KEY
+
+
 def test_every_key_built_lies_under_a_tracked_prefix() -> None:
-    names = [keys.context_key("p", 1, 2), keys.lease_key("p", 1, 2), keys.probe_key("p", 1, 2)]
+    names = [
+        keys.context_key("p", 1, 2),
+        keys.lease_key("p", 1, 2),
+        keys.probe_key("p", 1, 2),
+        keys.epoch_key("p"),
+    ]
     tracked = keys.tracked_prefixes("p")
 
     assert all(any(n.startswith(t) for t in tracked) for n in names)
@@ -45,7 +54,8 @@ def test_every_key_built_lies_under_a_tracked_prefix() -> None:
         b"p:v1:{u:42",
         b"p:v1:probe:12",
         b"p:v1:probe:a:b",
-        b"p:v1:epoch",
+        b"p:v1:epochs",  # starts like the epoch record, is not it
+        b"p:v1:generation",  # the pre-epoch counter: read by turnovers only
     ],
 )
 def test_foreign_or_malformed_names_parse_to_nothing(name: bytes) -> None:

@@ -35,8 +35,13 @@ def test_the_near_cache_runs_only_where_redis_can_track_for_it(
     assert near_availability(Settings(**overrides)) is expected  # type: ignore[arg-type]
 
 
-def test_the_near_cache_is_off_by_default_until_it_is_wired_and_proven() -> None:
-    assert near_availability(Settings(redis_url="redis://h:6379/0")) is NearAvailability.DISABLED
+def test_the_near_cache_is_on_by_default_and_one_setting_turns_it_off() -> None:
+    # On by default since it is in the load path and the chaos run kept the bound with it
+    # (docs/near-cache.md, "Evidence").
+    url = "redis://h:6379/0"
+    assert near_availability(Settings(redis_url=url)) is NearAvailability.AVAILABLE
+    off = Settings(redis_url=url, near_cache_enabled=False)
+    assert near_availability(off) is NearAvailability.DISABLED
 
 
 class Clock:

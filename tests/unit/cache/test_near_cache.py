@@ -391,3 +391,94 @@ def test_memory_stays_within_its_bounds_under_a_zipf_load_of_many_users() -> Non
     held = [near.peek(key(u)) for u in range(users)]
     assert near.bytes_used == sum(len(e.raw) for e in held if e is not None)
     assert hits > 0.3 * len(stream)  # it does serve: Zipf's head stays in
+
+
+# ------------------------------------------------- phase 2: the load path's needs
+
+
+def test_an_entry_older_than_the_callers_floor_is_evicted_not_served() -> None:
+    rechecked: list[tuple[NearKey, NearEntry[Val]]] = []
+    near = make_near(recheck_fraction=1.0, rechecked=rechecked)
+    fill(near, 1, Val(3, "a"))
+
+    assert near.get(key(1), GEN, floor=4) is None  # this process acknowledged v4
+    assert key(1) not in near
+    assert rechecked == []  # only what is served is sampled
+    fill(near, 1, Val(4, "b"))
+    assert near.get(key(1), GEN, floor=4) is not None
+
+
+def test_the_memo_alone_decodes_once_and_never_serves_what_it_kept() -> None:
+    near = make_near()
+    decoder = Decoder()
+    raw = raw_of(Val(1, "a"))
+
+    first = near.decode(key(1), raw, GEN, decoder)
+    second = near.decode(key(1), raw, GEN, decoder)
+
+    assert first == Val(1, "a") and second is first and decoder.calls == 1
+    assert near.get(key(1), GEN) is None  # no ticket vouched for it
+    value, outcome = near.settle(near.begin(key(1)), raw, GEN, decoder)
+    assert value is first and outcome is FillOutcome.INSTALLED and decoder.calls == 1
+    assert near.get(key(1), GEN) is not None
+
+
+def test_a_marker_through_the_memo_keeps_nothing() -> None:
+    near = make_near()
+
+    assert near.decode(key(1), b"marker", GEN, Decoder()) is None
+    assert key(1) not in near
+
+
+def test_an_entry_keeps_a_readers_encoding_once_and_counts_it_in_its_size() -> None:
+    near = make_near(max_bytes=1000)
+    fill(near, 1, Val(1, "a"), size=100)
+    entry = near.get(key(1), GEN)
+    assert entry is not None
+    made: list[bytes] = []
+
+    def encode() -> bytes:
+        made.append(b"j" * 50)
+        return made[-1]
+
+    assert entry.encoded(encode) == entry.encoded(encode) == b"j" * 50
+    assert len(made) == 1
+    assert near.bytes_used == 150
+
+
+def test_an_encoding_that_would_not_fit_or_of_an_entry_gone_is_not_kept() -> None:
+    near = make_near(max_bytes=120)
+    fill(near, 1, Val(1, "a"), size=100)
+    entry = near.get(key(1), GEN)
+    assert entry is not None
+
+    assert entry.encoded(lambda: b"j" * 50) == b"j" * 50  # 150 > 120: handed out, not kept
+    assert entry.encoding is None and near.bytes_used == 100
+    near.invalidate(key(1))
+    assert entry.encoded(lambda: b"k" * 5) == b"k" * 5  # evicted: nothing to keep it in
+    assert entry.encoding is None and near.bytes_used == 0
+
+
+def test_keeping_an_encoding_evicts_the_least_recently_used_others_to_fit() -> None:
+    near = make_near(max_bytes=300)
+    fill(near, 1, Val(1, "a"), size=100)
+    fill(near, 2, Val(1, "b"), size=100)
+    fill(near, 3, Val(1, "c"), size=100)
+    entry = near.get(key(3), GEN)
+    assert entry is not None
+
+    entry.encoded(lambda: b"j" * 50)
+
+    assert key(1) not in near and key(2) in near and key(3) in near
+    assert near.bytes_used == 250
+
+
+def test_news_of_another_processs_turnover_drops_everything() -> None:
+    near = make_near()
+    fill(near, 1, Val(1, "a"))
+    ticket = near.begin(key(2))
+
+    near.epoch_changed()
+
+    assert len(near) == 0 and near.serving  # the link is whole: news, not a loss
+    assert not near.valid(ticket)
