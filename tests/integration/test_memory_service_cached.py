@@ -30,8 +30,15 @@ def _context_loads() -> float:
 
 @pytest.fixture
 async def cached(settings: Settings, database) -> AsyncIterator[tuple]:
-    """A service with its own key prefix, so nothing else's keys are seen or removed."""
-    own = settings.model_copy(update={"cache_key_prefix": f"ml-svc-{uuid.uuid4().hex[:8]}"})
+    """A service with its own key prefix, so nothing else's keys are seen or removed.
+
+    These tests are about what reaches Redis, not about timeouts: a Redis timeout of
+    half a second keeps a busy 2-core box (the whole suite running) from deferring a
+    write-through that the test then looks for.
+    """
+    own = settings.model_copy(
+        update={"cache_key_prefix": f"ml-svc-{uuid.uuid4().hex[:8]}", "redis_timeout_ms": 500}
+    )
     client = make_redis_client(own)
     made: list[ContextCache] = []
 
