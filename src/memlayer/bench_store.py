@@ -34,7 +34,7 @@ from langgraph.store.base import BaseStore, PutOp
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
-from memlayer.bench import Measure, _drive, _ensure_database
+from memlayer.bench_harness import Measure, drive, ensure_bench_database
 from memlayer.cache.codec import HEADER_LEN
 from memlayer.cache.keys import namespace_digest, namespace_key, scan_pattern
 from memlayer.settings import Settings
@@ -114,7 +114,7 @@ async def run_bench_store(
     reads: int,
     runs: int,
 ) -> int:
-    settings = await _ensure_database(settings)
+    settings = await ensure_bench_database(settings)
     run_id = uuid.uuid4().hex[:8]
     prefix = f"{settings.cache_key_prefix}-store-{run_id}"
     settings = settings.model_copy(update={"cache_key_prefix": prefix})
@@ -236,7 +236,7 @@ async def _one_run(
     before_reads, before_writes = dict(TALLY.reads), dict(TALLY.writes)
     before_background = TALLY.background
     sys.stderr.write(f" measuring {len(ops)} operations × {_SLICES} slices…")
-    measures = await _drive(
+    measures = await drive(
         {name: _tallied(name, op) for name, op in ops.items()},
         reads,
         concurrency,
