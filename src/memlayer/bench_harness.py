@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import asyncpg
@@ -60,11 +61,14 @@ async def drive(
     concurrency: int,
     user_ids: list[int],
     slices: int = 4,
+    around_slice: Callable[[str], AbstractContextManager[object]] | None = None,
 ) -> dict[str, Measure]:
     """Measure several operations over the same plan, interleaved in ``slices``.
 
     Alternating slices puts every operation under the same machine conditions (other
     processes, CPU frequency), so a ratio between them is not a ratio of two moments.
+    ``around_slice(name)``: entered around each slice of that operation (outside the
+    timing), e.g. to read counters only that operation moves while its slice runs.
     """
     rng = random.Random(7)
     plan = [rng.choice(user_ids) for _ in range(calls)]
@@ -73,7 +77,8 @@ async def drive(
     latencies: dict[str, list[float]] = {name: [] for name in ops}
     for offset in range(0, calls, step):
         for name, op in ops.items():
-            took, seen = await drive_once(concurrency, plan[offset : offset + step], op)
+            with around_slice(name) if around_slice is not None else nullcontext():
+                took, seen = await drive_once(concurrency, plan[offset : offset + step], op)
             elapsed[name] += took
             latencies[name].extend(seen)
     measures = {}
