@@ -211,7 +211,6 @@ class NamespaceCache:
             state.redis_failed(exc)
             return await self._bypass(readable, by_digest, out)
         state.shared.breaker.record_success()
-        now = self.now()
         missed: dict[str, bytes | None] = {}  # digest -> the bytes to replace, if any
         try:
             for digest, raw, ticket in zip(readable, raws, tickets, strict=True):
@@ -220,15 +219,11 @@ class NamespaceCache:
                     continue
                 try:
                     value = self._decode(digest, raw, generation, ticket)
-                except CodecError:
+                except CodecError:  # corrupt, or expired (ValueExpired): replace it
                     missed[digest] = raw
                     continue
                 if value is None:  # a marker: reload
                     missed[digest] = None
-                elif value.expired(now):
-                    if near is not None:
-                        near.expire((_NS, digest))  # settled just now: never served
-                    missed[digest] = raw
                 else:
                     out[by_digest[digest]] = value
         finally:
@@ -312,23 +307,41 @@ class NamespaceCache:
     def _decode(
         self, digest: str, raw: bytes, generation: int, ticket: FillTicket | None
     ) -> NamespaceValue | None:
-        """The namespace in what a read returned (None: a marker). Raises CodecError
-        (counted). The read that took ``ticket`` settles the value into the near-cache
-        (served from then on if no invalidation came while it was out); a read without
-        one, or a joiner of a shared GET, only uses the memo."""
+        """The namespace in what a read returned (None: a marker). Raises ValueExpired for
+        a value past its earliest item expiry (kept nowhere: a miss, to be replaced) and
+        CodecError (counted) for a corrupt one. The read that took ``ticket`` settles the
+        value into the near-cache (served from then on if no invalidation came while it
+        was out); a read without one, or a joiner of a shared GET, only uses the memo."""
         near = self._near
         if near is None:
             assert self._memo is not None
-            return self._memo.decode(digest, raw)  # counts a corrupt value itself
-        decode_one = partial(decode, digest)
-        try:
-            if ticket is not None and ticket.open:
-                value: NamespaceValue | None = near.settle(ticket, raw, generation, decode_one)[0]
-                return value
-            return near.decode((_NS, digest), raw, generation, decode_one)
-        except CodecError:
-            cache_metrics.CORRUPT.inc()
-            raise
+            value = self._memo.decode(digest, raw)  # counts a corrupt value itself
+        else:
+            live = partial(self._decode_live, digest)
+            try:
+                if ticket is not None and ticket.open:
+                    value = near.settle(ticket, raw, generation, live)[0]
+                else:
+                    value = near.decode((_NS, digest), raw, generation, live)
+            except ValueExpired:
+                raise
+            except CodecError:
+                cache_metrics.CORRUPT.inc()
+                raise
+        if value is not None and value.valid_until is not None and value.expired(self.now()):
+            # Decoded earlier (the memo gave it back without decoding): expired since.
+            if near is not None:
+                near.expire((_NS, digest))
+            raise ValueExpired("the cached namespace holds an expired item")
+        return value
+
+    def _decode_live(self, digest: str, raw: bytes) -> NamespaceValue | None:
+        """``decode``, refusing a value past its earliest item expiry (``ValueExpired``),
+        so the near-cache never keeps one."""
+        value = decode(digest, raw)
+        if value is not None and value.valid_until is not None and value.expired(self.now()):
+            raise ValueExpired("the cached namespace holds an expired item")
+        return value
 
     async def _bypass(
         self, digests: list[str], names: Mapping[str, str], out: dict[str, NamespaceValue]
@@ -387,10 +400,7 @@ class NamespaceCache:
     def _decode_valid(self, digest: str, raw: bytes) -> NamespaceValue | None:
         """The fill protocol's decode (the memo only: a fill never installs into the
         near-cache): an expired value is one to replace, like a corrupt one."""
-        value = self._decode(digest, raw, self._state.shared.generation or 0, None)
-        if value is not None and value.expired(self.now()):
-            raise ValueExpired("the cached namespace holds an expired item")
-        return value
+        return self._decode(digest, raw, self._state.shared.generation or 0, None)
 
     def _installable(self, value: NamespaceValue) -> bytes | None:
         """The bytes to install: the value; past the byte cap, the value without its items
