@@ -250,14 +250,18 @@ class NearCache(Generic[V]):
         if recheck is not None:
             recheck(key, entry)
 
-    def set_recheck(self, family: str, recheck: Recheck | None) -> None:
-        """How sampled hits of ``family`` are re-checked against Redis (None: not at all).
+    def set_recheck(self, family: str, recheck: Recheck) -> None:
+        """How sampled hits of ``family`` are re-checked against Redis.
 
-        Each key family reads its own values from Redis, so each re-checks its own."""
-        if recheck is None:
-            self._rechecks.pop(family, None)
-        else:
-            self._rechecks[family] = recheck
+        Each key family reads its own values from Redis, so each re-checks its own (the
+        latest registration of a family wins: any reader of those keys can re-check them)."""
+        self._rechecks[family] = recheck
+
+    def remove_recheck(self, family: str, recheck: Recheck) -> None:
+        """Stop sampling ``family``'s hits for ``recheck`` (its owner is closing); another
+        registration of the family since then stays."""
+        if self._rechecks.get(family) == recheck:
+            del self._rechecks[family]
 
     def begin(self, key: NearKey) -> FillTicket:
         """Take a ticket before sending the GET whose result :meth:`settle` will offer."""

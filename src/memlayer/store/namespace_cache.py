@@ -689,7 +689,7 @@ class NamespaceCache:
 
     async def aclose(self) -> None:
         if self._near is not None:
-            self._near.set_recheck(_NS, None)
+            self._near.remove_recheck(_NS, self._recheck)
         self._tier.state.unsubscribe(self._on_tier_event)
         await self._flights.cancel_all()
         await self._background.cancel_all()

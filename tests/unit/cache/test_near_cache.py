@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -331,8 +332,15 @@ def test_sampled_hits_go_to_the_re_check_of_their_own_family() -> None:
     contexts: list[NearKey] = []
     namespaces: list[NearKey] = []
     near = make_near(recheck_fraction=1.0)
-    near.set_recheck(CONTEXT_FAMILY, lambda k, _e: contexts.append(k))
-    near.set_recheck(NAMESPACE_FAMILY, lambda k, _e: namespaces.append(k))
+
+    def contexts_recheck(k: NearKey, _e: NearEntry[Any]) -> None:
+        contexts.append(k)
+
+    def namespaces_recheck(k: NearKey, _e: NearEntry[Any]) -> None:
+        namespaces.append(k)
+
+    near.set_recheck(CONTEXT_FAMILY, contexts_recheck)
+    near.set_recheck(NAMESPACE_FAMILY, namespaces_recheck)
     digest = namespace_digest("users.1")
     fill(near, 1, Val(1, "a"))
     ticket = near.begin((NAMESPACE_FAMILY, digest))
@@ -340,11 +348,13 @@ def test_sampled_hits_go_to_the_re_check_of_their_own_family() -> None:
 
     near.get(key(1), GEN)
     near.get((NAMESPACE_FAMILY, digest), GEN)
-    near.set_recheck(NAMESPACE_FAMILY, None)  # that family's store was closed
+    near.remove_recheck(NAMESPACE_FAMILY, contexts_recheck)  # not the one registered
+    near.get((NAMESPACE_FAMILY, digest), GEN)
+    near.remove_recheck(NAMESPACE_FAMILY, namespaces_recheck)  # that family's store closed
     near.get((NAMESPACE_FAMILY, digest), GEN)
 
     assert contexts == [key(1)]
-    assert namespaces == [(NAMESPACE_FAMILY, digest)]
+    assert namespaces == [(NAMESPACE_FAMILY, digest)] * 2
 
 
 def test_families_share_one_bound_and_one_drop() -> None:
