@@ -237,6 +237,24 @@ async def test_losing_the_link_drops_the_store_s_entries_and_they_serve_again_on
         assert current(store_metrics.LOOKUP_NEAR) == near + 1
 
 
+async def test_a_turnover_drops_the_store_s_entries_with_everything_else(
+    open_cached_store: OpenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_cached_store(**FAST) as store:
+        link = await near_ready(store)
+        await store.aput(NS, "k", {"v": 1})
+        await settle(store, link)
+        dropped = metric("memlayer_near_cache_drops_total", reason="generation_changed")
+
+        await cache_of(store).turn_over()  # every family's values orphaned at once
+
+        assert len(near_of(store)) == 0
+        assert metric("memlayer_near_cache_drops_total", reason="generation_changed") > dropped
+        with mgets(monkeypatch) as reads, StatementLog(store.repository.engine) as log:
+            assert await value_of(store) == {"v": 1}  # a miss in the new generation: filled
+        assert len(reads) == 1 and len(log.statements) == 1
+
+
 # ------------------------------------------------------------------- re-checks
 
 
