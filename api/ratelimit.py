@@ -6,7 +6,7 @@ every API process; in embedded mode they live in the process (there is only one)
 
 **Redis down: fail open.** A limiter that cannot reach Redis lets the request through and
 counts it (``memlayer_rate_limit_checks_total{outcome="error"}``): Redis is optional at run
-time (DESIGN.md, invariant 7), and refusing every login because the cache tier is down
+time (docs/architecture.md, invariant 7), and refusing every login because the cache tier is down
 would turn a cache outage into a full outage. The limits come back with Redis.
 """
 

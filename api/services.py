@@ -56,7 +56,8 @@ class AppServices:
             context_cache(redis, database, settings) if redis is not None else NullContextCache()
         )
         memory = LongTermMemoryService(database, settings, cache)
-        # Every process drains the outbox and samples consistency (DESIGN.md invariant 7).
+        # Every process drains the outbox and samples consistency (docs/architecture.md,
+        # invariant 7).
         coherence = (
             CoherenceTasks.start(database, cache, settings)
             if isinstance(cache, ContextCache)

@@ -1,4 +1,6 @@
-"""memlayer.cache — the Redis tier of the memory context (see DESIGN.md, invariants 3-7, 11).
+"""memlayer.cache — the Redis tier of the memory context.
+
+See docs/architecture.md, invariants 3-7 and 11.
 
 Knows plain records only (``memlayer.records``), never ORM models or the memory service.
 Module map: ``context_cache`` composes the tier; ``near`` (decoded values: the memo, and the

@@ -1,6 +1,6 @@
 """The Redis tier of the memory context: read-through with single fills, write-through.
 
-How the consistency protocol (DESIGN.md) maps onto the tier; this class composes the
+How the consistency protocol (docs/architecture.md) maps onto the tier; this class composes the
 mechanisms, each in its own module, and decides when each one runs:
 
 * Near hit: a context this process read from Redis and Redis still vouches for, served

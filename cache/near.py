@@ -1,8 +1,8 @@
 """A per-process near-cache of decoded values in front of Redis, kept coherent by Redis.
 
 A warm load is one Redis round trip; a near hit is none: a dictionary lookup and a few
-comparisons, no await. What makes serving from process memory safe (DESIGN.md, "Tiers to
-come"):
+comparisons, no await. What makes serving from process memory safe (docs/architecture.md,
+"The tiers of a read"):
 
 * Entries are served only while the invalidation link (``cache.invalidation``) is
   established and the Redis tier is usable; Redis tells every process about every change

@@ -3,7 +3,7 @@
 A read replica may lag: its answer for a key this process just wrote may be older than
 what the client was told is saved. Remembering the version of each acknowledged write
 (for the most recently written keys only) lets a fill discard such an answer and read
-the primary instead (DESIGN.md, "Read replica"). The oldest key goes first.
+the primary instead (docs/coherence.md, "Read replica"). The oldest key goes first.
 """
 
 from __future__ import annotations

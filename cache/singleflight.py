@@ -5,7 +5,7 @@ The shared work runs in its own task, and each caller awaits it through
 stops waiting, but the load keeps running for everyone else. An exception raised by
 the work is delivered to every waiter.
 
-A caller may only join work that could have seen everything it must see (DESIGN.md
+A caller may only join work that could have seen everything it must see (docs/architecture.md
 invariant 7 and the coherence bound): :meth:`SingleFlight.forget` makes later callers
 start afresh once this process acknowledged a write for the key, and ``max_age_s``
 stops anyone joining work that began too long ago (a slow load in another process's

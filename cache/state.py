@@ -10,7 +10,7 @@ right and tells subscribers.
 
 Subscribers are how tiers in front of this one stay safe: a per-process near-cache of
 decoded values must be dropped whole when the generation turns over or the breaker
-opens (DESIGN.md, "Tiers to come"): :data:`DROP_EVENTS` are the events after which
+opens (docs/architecture.md, "The tiers of a read"): :data:`DROP_EVENTS` are the events after which
 nothing a process cached from Redis may be used again. The generation only ever rises
 (``known_generation``); when Redis is found to have lost data the process stops reading
 it (:meth:`TierState.distrust`) until the turnover (``epoch``) has installed a higher one.

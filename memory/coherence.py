@@ -4,7 +4,7 @@ The app's lifespan (and tools that write memory) call :func:`context_cache` to b
 cache tier with its generation floor in Postgres, and :class:`CoherenceTasks` to run the
 background work every process does: the outbox drainer (markers for writes whose
 write-through did not happen) and the consistency sampler (cached versions compared
-with Postgres). See DESIGN.md invariant 7 and docs/coherence.md for the bound.
+with Postgres). See docs/architecture.md invariant 7 and docs/coherence.md for the bound.
 """
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ class CacheOutbox(Base):
 
     Written in the write's own transaction (the transactional outbox), cleared by the
     writer once Redis holds the version, or by any process's drainer after a grace
-    period (DESIGN.md invariant 7). ``family`` names the key family (``ctx``: user
+    period (docs/architecture.md invariant 7). ``family`` names the key family (``ctx``: user
     memory contexts, entity = the user id); the drainer dispatches per family.
     """
 

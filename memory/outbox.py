@@ -11,7 +11,7 @@ Postgres in the same statement as the version bump, ``repository``). The row say
 
 So a writer that times out, is partitioned, is cancelled between COMMIT and the
 write-through, or is killed, cannot leave other processes serving an older value for
-longer than the grace period plus a drain interval (DESIGN.md invariant 7).
+longer than the grace period plus a drain interval (docs/architecture.md invariant 7).
 
 The table is generic over key families (``family`` + ``entity_id`` as text): the
 memory contexts use :data:`CONTEXT_FAMILY` with the user id; a LangGraph store can use

@@ -14,7 +14,7 @@ credential):
   records the activity and, for a turn, reads the short-term state), so an expiry or an
   end written by any process takes effect on the next frame. If Postgres cannot answer
   that check, the socket carries on with what it last verified (the known expiry is still
-  enforced): a database outage costs memory, not the chat (DESIGN.md, invariant 8).
+  enforced): a database outage costs memory, not the chat (docs/architecture.md, invariant 8).
 * A turn is ``{"type": "query", "query": "...", "turn_id": "<uuid>"}``; its events end
   with ``final_response`` (which carries the turn id). ``turn_id`` is optional (the server
   picks one when it is absent) and makes the turn's memory save idempotent: a client that

@@ -1,7 +1,7 @@
 """Coherence across processes: the cache outbox, the generation floor, turn ids.
 
 * ``cache_outbox``: cache invalidations owed, written in each memory write's own
-  transaction and drained by every process (DESIGN.md invariant 7).
+  transaction and drained by every process (docs/architecture.md invariant 7).
 * ``cache_generations``: the authoritative floor of the cache generation per key prefix.
 * ``conversation_memories.turn_id`` with a unique (user_id, turn_id): a retried turn is
   stored once.

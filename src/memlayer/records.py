@@ -75,7 +75,7 @@ class MemoryContext:
 
 @dataclass(frozen=True, slots=True)
 class ReadFloor:
-    """What a database load must at least see (DESIGN.md, "Read replica").
+    """What a database load must at least see (docs/coherence.md, "Read replica").
 
     ``version``: a version known to be committed (a marker found in Redis, a write this
     process acknowledged); a replica's older answer is discarded and the primary read

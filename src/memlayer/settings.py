@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         "family.",
     )
 
-    # --- coherence across processes (DESIGN.md invariant 7; docs/coherence.md) -------
+    # --- coherence across processes (docs/architecture.md invariant 7; docs/coherence.md) -------
     # The bound: an acknowledged write is visible to every process within this time,
     # whatever happens to the writer or to Redis. It is composed of the settings below
     # (outbox grace + drain interval, or the epoch check), plus round trips; the

@@ -1,6 +1,6 @@
 """The log of acknowledged writes, and the check every read of the chaos run goes through.
 
-The guarantee under test (DESIGN.md, invariant 7): once a write is acknowledged, every
+The guarantee under test (docs/architecture.md, invariant 7): once a write is acknowledged, every
 process serves it (or something newer) within a bound. So a read that STARTED more than
 the bound after a write to its user was acknowledged, and returned an older version, is a
 stale read beyond the bound. A read's *staleness* is how long before it started the oldest

@@ -1,6 +1,6 @@
 """The Redis tier in front of the store: namespaces cached with the memory contexts' protocol.
 
-One protocol, not a second one (DESIGN.md, "Consistency protocol"); per invariant:
+One protocol, not a second one (docs/architecture.md, "The consistency protocol"); per invariant:
 
 * **Versions.** A namespace's value (``cached_values``) carries its combined version; the
   cache tier's Lua scripts install it set-if-newer (``cache.fill``, ``cache.scripts``).
