@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from operator import attrgetter
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.cluster import RedisCluster
@@ -97,7 +98,8 @@ _MAX_RECHECKS = 8
 # What a (shared) GET hands back: the bytes, and the near-cache ticket taken before it was
 # sent (None when the near-cache is not serving: nothing read then may be served later).
 _Read = tuple[bytes | None, FillTicket | None]
-_version_of: Callable[[MemoryContext], int] = attrgetter("version")
+# Every family's values carry their version as ``.version`` (contexts, store namespaces).
+_version_of: Callable[[Any], int] = attrgetter("version")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +187,9 @@ class ContextCache:
         ttl = JitteredTtl(settings.cache_ttl_seconds * 1000, settings.cache_ttl_jitter)
         # ONE structure of decoded values: the memo, and the near-cache once a link is
         # attached (``near_tier``); until then it never serves. None keeps nothing at all.
-        near: NearCache[MemoryContext] | None = None
+        # The process's other key families on this Redis share it (``tier``): each reads
+        # its own keys only, so the values under ``ctx`` keys are contexts.
+        near: NearCache[Any] | None = None
         if settings.near_cache_max_entries > 0:
             near = NearCache(
                 max_entries=settings.near_cache_max_entries,
@@ -193,8 +197,8 @@ class ContextCache:
                 max_age_s=settings.near_cache_max_age_seconds,
                 version_of=_version_of,
                 recheck_fraction=settings.near_cache_recheck_fraction,
-                recheck=self._recheck,
             )
+            near.set_recheck(CONTEXT_FAMILY, self._recheck)
             state.subscribe(near.on_tier_event)
         check_s = settings.cache_epoch_check_ms / 1000
         epoch = EpochWatch(
@@ -604,9 +608,10 @@ class ContextCache:
 
     @property
     def tier(self) -> SharedTier:
-        """The process's view of Redis (state, epoch watch, recovery), for other key
-        families on the same Redis: one breaker, one generation (``cache.tier``)."""
-        return SharedTier(self._state, self._epoch, self._recovery)
+        """The process's view of Redis (state, epoch watch, recovery, near-cache and its
+        link), for other key families on the same Redis: one breaker, one generation, one
+        near-cache (``cache.tier``)."""
+        return SharedTier(self._state, self._epoch, self._recovery, self._near, self._current_link)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Be told of every generation change and breaker transition (see ``state``).
@@ -633,6 +638,9 @@ class ContextCache:
         link.subscribe(near)
         link.subscribe(_EpochNews(self))
 
+    def _current_link(self) -> InvalidationLink | None:
+        return self._link
+
     def _check_epoch_soon(self) -> None:
         if self._state.known_generation:  # the first load establishes it otherwise
             self._recovery.check_soon()
@@ -657,7 +665,7 @@ class ContextCache:
     ) -> None:
         near = self._near
         assert near is not None  # a near hit was sampled
-        user_id = key[1]
+        user_id = int(key[1])  # a ``ctx`` key: registered for that family only
         found = await recheck(
             near,
             key,
@@ -676,9 +684,17 @@ class ContextCache:
             )
 
     @property
-    def near(self) -> NearCache[MemoryContext] | None:
-        """The near-cache of decoded contexts (None with ``near_cache_max_entries=0``)."""
+    def near(self) -> NearCache[Any] | None:
+        """The process's near-cache of decoded values (None with
+        ``near_cache_max_entries=0``): contexts under ``ctx`` keys, and the values of other
+        key families that share this tier (``tier``)."""
         return self._near
+
+    @property
+    def near_link(self) -> InvalidationLink | None:
+        """The invalidation link attached to the near-cache (None until ``near_tier``
+        attaches one): what re-checks of any key family wait for a barrier on."""
+        return self._link
 
     @property
     def near_serving(self) -> bool:

@@ -4,9 +4,10 @@ Redis client-side caching in broadcast mode, on one dedicated RESP2 connection::
 
     CLIENT ID                                   -> <id>
     CLIENT TRACKING ON REDIRECT <id> BCAST PREFIX <prefix>:v1:{u: PREFIX <prefix>:v1:probe:
-                                         PREFIX <prefix>:v1:epoch
+                                         PREFIX <prefix>:v1:epoch PREFIX <prefix>:v1:{n:
     SUBSCRIBE __redis__:invalidate
 
+(per-user keys: memory contexts; per-namespace keys: the LangGraph store's namespaces).
 From then on Redis publishes the name of every key under those prefixes that changes —
 by any client, any script, expiry, eviction — and a nil list for FLUSHALL/FLUSHDB.
 Tracking and subscription live on the same connection, so they are lost together: the

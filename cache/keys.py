@@ -40,7 +40,9 @@ def lease_key(prefix: str, user_id: int, generation: int) -> str:
 # entity id in the outbox.
 
 NAMESPACE_FAMILY = "ns"  # store namespaces, keyed by namespace_digest (the outbox's family)
+_DIGEST_LEN = 32
 _DIGEST = re.compile(r"[0-9a-f]{32}")
+_DIGEST_BYTES = re.compile(rb"[0-9a-f]{32}")
 
 
 @lru_cache(maxsize=65_536)
@@ -106,7 +108,7 @@ class EntityKey:
     """A cached entity named by a key: its family, its id and the generation it lives in."""
 
     family: str
-    entity_id: int
+    entity_id: int | str  # a user id (``ctx``), a namespace digest (``ns``)
     generation: int
 
 
@@ -133,18 +135,21 @@ OTHER_KEY = OtherKey()
 TrackedKey = EntityKey | ProbeKey | EpochKey | OtherKey
 
 
-def tracked_prefixes(prefix: str) -> tuple[str, ...]:
-    """The key prefixes a near-cache tracks: every per-user key, the lag probes and the
-    epoch record (so another process's turnover reaches every process at once).
+def tracked_prefixes(prefix: str) -> tuple[str, str, str, str]:
+    """The key prefixes a near-cache tracks: every per-user key, the lag probes, the
+    epoch record (so another process's turnover reaches every process at once) and every
+    per-namespace key of the LangGraph store.
 
-    Non-overlapping, as Redis requires of one client's BCAST prefixes. The per-user
-    prefix also covers fill leases (``lease_key``): their invalidations are parsed as
-    :data:`OTHER_KEY` and ignored.
+    Non-overlapping, as Redis requires of one client's BCAST prefixes. The per-user and
+    per-namespace prefixes also cover fill leases (``lease_key``,
+    ``namespace_lease_key``): their invalidations are parsed as :data:`OTHER_KEY` and
+    ignored.
     """
     return (
         f"{prefix}:{SCHEMA_TAG}:{{u:",
         f"{prefix}:{SCHEMA_TAG}:probe:",
         epoch_key(prefix),
+        f"{prefix}:{SCHEMA_TAG}:{{n:",
     )
 
 
@@ -156,13 +161,14 @@ def probe_key(prefix: str, pid: int, written_ns: int) -> str:
 class KeyParser:
     """Parses key names of one prefix; built once, so parsing a message costs no set-up."""
 
-    __slots__ = ("_epoch", "_probe", "_user")
+    __slots__ = ("_epoch", "_namespace", "_probe", "_user")
 
     def __init__(self, prefix: str) -> None:
-        user, probe, epoch = tracked_prefixes(prefix)
+        user, probe, epoch, namespace = tracked_prefixes(prefix)
         self._user = user.encode()
         self._probe = probe.encode()
         self._epoch = epoch.encode()
+        self._namespace = namespace.encode()
 
     def parse(self, name: bytes) -> TrackedKey | None:
         """What ``name`` names; None for a key of another prefix or a malformed one."""
@@ -182,6 +188,8 @@ class KeyParser:
             if kind == b"ctx":
                 return EntityKey(CONTEXT_FAMILY, entity_id, gen)
             return OTHER_KEY
+        if name.startswith(self._namespace):
+            return self._parse_namespace(name)
         if name.startswith(self._probe):
             pid, sep, stamp = name[len(self._probe) :].partition(b":")
             try:
@@ -191,3 +199,21 @@ class KeyParser:
         if name == self._epoch:
             return EPOCH_KEY
         return None
+
+    def _parse_namespace(self, name: bytes) -> TrackedKey | None:
+        """``…{n:<digest>}:g<generation>:ns`` (a lease of the same slot: OTHER_KEY)."""
+        start = len(self._namespace)
+        close = start + _DIGEST_LEN
+        digest = name[start:close]
+        if name[close : close + 3] != b"}:g" or not _DIGEST_BYTES.fullmatch(digest):
+            return None
+        generation, sep, kind = name[close + 3 :].partition(b":")
+        try:
+            gen = int(generation)
+        except ValueError:
+            return None
+        if not sep:
+            return None
+        if kind == b"ns":
+            return EntityKey(NAMESPACE_FAMILY, digest.decode("ascii"), gen)
+        return OTHER_KEY

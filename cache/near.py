@@ -28,8 +28,12 @@ API's JSON of a context), made once and counted in the entry's size
 Bounded in entries and in bytes (the encoded length: the decoded objects take a few
 times that; see the settings), least-recently-used first: ``memlayer bench-near-policy``
 measured LRU against frequency-aware policies on Zipf workloads (docs in the report of
-issue 14). Keyed by ``(family, id)`` so other key families (the LangGraph store's items)
-can share it.
+issue 14). Keyed by ``(family, id)``: ONE near-cache per process holds every key family
+(memory contexts under ``ctx`` by user id, the LangGraph store's namespaces under ``ns``
+by namespace digest), so one bound covers them and one link, one breaker and one
+generation drop them together. Each family reads only its own keys, so it may take
+the values under them for its own type; each registers how its hits are re-checked
+(:meth:`NearCache.set_recheck`).
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ from memlayer.cache.state import TierEvent
 
 V = TypeVar("V")
 
-NearKey = tuple[str, int]  # (family, entity id), e.g. ("ctx", 42)
+NearKey = tuple[str, int | str]  # (family, entity id), e.g. ("ctx", 42), ("ns", "<digest>")
+Recheck = Callable[[NearKey, "NearEntry[Any]"], None]
 
 
 class DropReason(StrEnum):
@@ -159,8 +164,8 @@ class NearCache(Generic[V]):
         "_max_entries",
         "_pending",
         "_random",
-        "_recheck",
         "_recheck_fraction",
+        "_rechecks",
         "_seq",
         "_serving",
         "_tier_ok",
@@ -179,14 +184,19 @@ class NearCache(Generic[V]):
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
+        """``recheck``: how a sampled hit of any family is re-checked, unless its family
+        registered its own (:meth:`set_recheck`); hits of a family with neither are not
+        sampled."""
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("a near-cache needs room for at least one entry and one byte")
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._max_age = max_age_s
         self._version_of = version_of
-        self._recheck_fraction = recheck_fraction if recheck is not None else 0.0
-        self._recheck = recheck
+        self._recheck_fraction = recheck_fraction
+        self._rechecks: dict[str | None, Recheck] = {}
+        if recheck is not None:
+            self._rechecks[None] = recheck
         self._clock = clock
         self._random = (rng or random.Random()).random
         self._entries = _Entries(max_bytes, getsizeof=_entry_size)
@@ -231,8 +241,27 @@ class NearCache(Generic[V]):
             self._sizes_changed()
             return None
         if self._recheck_fraction and self._random() < self._recheck_fraction:
-            self._recheck(key, entry)  # type: ignore[misc]  # set whenever the fraction is
+            self._sampled(key, entry)
         return entry
+
+    def _sampled(self, key: NearKey, entry: NearEntry[V]) -> None:
+        rechecks = self._rechecks
+        recheck = rechecks.get(key[0]) or rechecks.get(None)
+        if recheck is not None:
+            recheck(key, entry)
+
+    def set_recheck(self, family: str, recheck: Recheck) -> None:
+        """How sampled hits of ``family`` are re-checked against Redis.
+
+        Each key family reads its own values from Redis, so each re-checks its own (the
+        latest registration of a family wins: any reader of those keys can re-check them)."""
+        self._rechecks[family] = recheck
+
+    def remove_recheck(self, family: str, recheck: Recheck) -> None:
+        """Stop sampling ``family``'s hits for ``recheck`` (its owner is closing); another
+        registration of the family since then stays."""
+        if self._rechecks.get(family) == recheck:
+            del self._rechecks[family]
 
     def begin(self, key: NearKey) -> FillTicket:
         """Take a ticket before sending the GET whose result :meth:`settle` will offer."""
@@ -363,6 +392,17 @@ class NearCache(Generic[V]):
         if self._entries.pop(key, None) is None:
             return False
         metrics.EVICT_INVALIDATED.inc()
+        self._sizes_changed()
+        return True
+
+    def expire(self, key: NearKey, entry: NearEntry[V] | None = None) -> bool:
+        """The caller found the value past a validity of its own (a store namespace whose
+        earliest item expired): evict what is held for ``key`` (only ``entry``, if given)."""
+        held = self._entries.peek(key)
+        if held is None or (entry is not None and held is not entry):
+            return False
+        del self._entries[key]
+        metrics.EVICT_EXPIRED.inc()
         self._sizes_changed()
         return True
 

@@ -26,7 +26,8 @@ EVICTIONS = Counter(
     "memlayer_near_cache_evictions_total",
     "Entries removed one at a time, by reason: capacity (entries or bytes bound), "
     "invalidated (Redis, or this process's own write, said the key changed), expired "
-    "(older than the maximum age or of another generation), superseded (older than a "
+    "(older than the maximum age, of another generation, or past a store namespace's "
+    "earliest item expiry), superseded (older than a "
     "write this process acknowledged), recheck (a sampled re-check found Redis disagreeing).",
     ["reason"],
 )

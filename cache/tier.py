@@ -5,16 +5,25 @@ breaker, the generation and its epoch watch, recovery. A second key family (the 
 store's namespaces, ``memlayer.store``) must not build a second one (two breakers would
 disagree about one Redis, two epoch watches would race turnovers): it takes this handle
 from :attr:`ContextCache.tier <memlayer.cache.context_cache.ContextCache.tier>` and asks
-the same questions the context cache asks itself before a read or a write.
+the same questions the context cache asks itself before a read or a write. It shares the
+near-cache too (one byte bound, one invalidation link), under keys of its own family.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from memlayer.cache.epoch import EpochWatch, TurnoverReason
+from memlayer.cache.invalidation import InvalidationLink
+from memlayer.cache.near import NearCache
 from memlayer.cache.recovery import Recovery
 from memlayer.cache.state import TierState
+
+
+def _no_link() -> InvalidationLink | None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +31,12 @@ class SharedTier:
     state: TierState
     epoch: EpochWatch
     recovery: Recovery
+    # The process's ONE near-cache (None: it keeps nothing), shared by every family under
+    # keys of its own (``near``); it serves while the link attached to it is established.
+    near: NearCache[Any] | None = None
+    # The link attached to the near-cache now (attached after start-up, so asked for when
+    # needed): a re-check of a near hit waits for a barrier on it.
+    near_link: Callable[[], InvalidationLink | None] = _no_link
 
     async def generation_to_read(self) -> int | None:
         """The generation a read may use now; None: bypass Redis (breaker open, or the

@@ -14,19 +14,15 @@ number's median.
 from __future__ import annotations
 
 import asyncio
-import random
 import statistics
 import sys
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import asyncpg
 import msgpack
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 
+from memlayer.bench_harness import Measure, drive, ensure_bench_database
 from memlayer.cache import ContextCache, NullContextCache, RedisClient, make_redis_client
 from memlayer.cache.codec import HEADER_LEN
 from memlayer.cache.invalidation import InvalidationLink
@@ -40,113 +36,14 @@ from memlayer.metrics import current
 from memlayer.seed import print_summary, seed
 from memlayer.settings import Settings
 
-BENCH_DATABASE = "memlayer_bench"
 BENCH_EMAIL_PREFIX = "bench"
 LAG_PROBES = 200
 LAG_PROBE_PAUSE_S = 0.002
 LINK_WAIT_S = 10.0
 
 
-@dataclass(frozen=True)
-class Measure:
-    name: str
-    calls: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-
-    @property
-    def per_second(self) -> float:
-        return self.calls / self.seconds
-
-
 def _db_queries() -> float:
     return current(DB_QUERIES)
-
-
-Op = Callable[[int], Awaitable[object]]
-
-
-async def _drive_once(concurrency: int, plan: list[int], op: Op) -> tuple[float, list[float]]:
-    """Run the planned operations from ``concurrency`` workers; (elapsed, latencies)."""
-    latencies: list[float] = []
-    cursor = iter(plan)
-
-    async def worker() -> None:
-        clock = time.perf_counter
-        record = latencies.append
-        for uid in cursor:
-            start = clock()
-            await op(uid)
-            record(clock() - start)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started, latencies
-
-
-async def _drive(
-    ops: dict[str, Op],
-    calls: int,
-    concurrency: int,
-    user_ids: list[int],
-    slices: int = 4,
-) -> dict[str, Measure]:
-    """Measure several operations over the same plan, interleaved in ``slices``.
-
-    Alternating slices puts every operation under the same machine conditions (other
-    processes, CPU frequency), so a ratio between them is not a ratio of two moments.
-    """
-    rng = random.Random(7)
-    plan = [rng.choice(user_ids) for _ in range(calls)]
-    step = max(1, calls // slices)
-    elapsed = dict.fromkeys(ops, 0.0)
-    latencies: dict[str, list[float]] = {name: [] for name in ops}
-    for offset in range(0, calls, step):
-        for name, op in ops.items():
-            took, seen = await _drive_once(concurrency, plan[offset : offset + step], op)
-            elapsed[name] += took
-            latencies[name].extend(seen)
-    measures = {}
-    for name in ops:
-        ordered = sorted(latencies[name])
-        measures[name] = Measure(
-            name,
-            len(ordered),
-            elapsed[name],
-            ordered[len(ordered) // 2] * 1000,
-            ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
-        )
-    return measures
-
-
-async def _ensure_database(settings: Settings) -> Settings:
-    """Default to a local ``memlayer_bench`` database, created on first use."""
-    if settings.database_url:
-        return settings
-    url = make_url("postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
-    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        exists = await admin.fetchval(
-            "SELECT 1 FROM pg_database WHERE datname = $1", BENCH_DATABASE
-        )
-        if not exists:
-            await admin.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
-    finally:
-        await admin.close()
-    bench_url = url.set(database=BENCH_DATABASE).render_as_string(hide_password=False)
-    from alembic import command
-
-    from memlayer.migrations import alembic_config
-
-    await asyncio.to_thread(command.upgrade, alembic_config(bench_url), "head")
-    return settings.model_copy(
-        update={
-            "database_url": bench_url,
-            "redis_url": settings.redis_url or "redis://127.0.0.1:6379/0",
-            "cache_key_prefix": "memlayer-bench",  # made unique per run below
-        }
-    )
 
 
 async def _bench_user_ids(
@@ -187,7 +84,7 @@ async def run_bench(
     runs: int,
     stampede: int,
 ) -> int:
-    settings = await _ensure_database(settings)
+    settings = await ensure_bench_database(settings)
     # Keys of their own: values left by an earlier bench would reach their TTL mid-run
     # and show up as misses that have nothing to do with the code being measured.
     prefix = f"{settings.cache_key_prefix}-run-{uuid.uuid4().hex[:8]}"
@@ -283,7 +180,7 @@ async def _one_run(
 
     sys.stderr.write(" (n) (a) (a') (c)…")
     before = _db_queries()
-    hot = await _drive(
+    hot = await drive(
         {
             "(n) near-cache load_context": service_near.load_context,
             "(a) Redis-warm load_context": service.load_context,
@@ -311,7 +208,7 @@ async def _one_run(
     await link.aclose()
     sys.stderr.write(" (b)…")
     [db_only] = (
-        await _drive(
+        await drive(
             {"(b) cache disabled": uncached.load_context},
             max(loads // 5, 500),
             concurrency,

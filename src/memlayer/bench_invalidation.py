@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 
 from memlayer.cache import keys
 from memlayer.cache.invalidation import InvalidationLink
-from memlayer.cache.keys import EntityKey
+from memlayer.cache.keys import CONTEXT_FAMILY, EntityKey
 from memlayer.cache.near import NearCache
 from memlayer.settings import Settings
 
@@ -74,7 +74,8 @@ class _Arrivals:
 
     def invalidated(self, keys: Sequence[EntityKey]) -> None:
         for key in keys:
-            self.note(key.entity_id)
+            if key.family == CONTEXT_FAMILY:
+                self.note(int(key.entity_id))
 
 
 async def _receive(mode: str, url: str, prefix: str, count: int, wait_s: float) -> None:

@@ -3,11 +3,16 @@
 Same data, same run: ``--namespaces`` namespaces of ``--items`` items each are put into
 memlayer's store (Postgres + Redis) and into LangGraph's ``AsyncPostgresStore`` (the
 peer, on the same Postgres, with a connection pool as large as ours), then warm ``aget``
-and ``asearch(namespace, limit=5)`` are measured through memlayer's store, through the
-peer with its defaults (a TTL refresh on every read) and with ``refresh_ttl=False``, and
-as a bare Redis GET plus msgpack decode of the very bytes memlayer caches for the
-namespace (the limit). The operations are measured in interleaved slices (as ``memlayer
-bench`` does), so every ratio compares the same moments of a noisy machine.
+and ``asearch(namespace, limit=5)`` are measured through memlayer's store on each of its
+tiers — the near-cache (served from process memory, kept coherent by Redis client
+tracking; a handle opened as usual) and the Redis tier (one round trip; a handle opened
+with ``near_cache_enabled=False``) — through the peer with its defaults (a TTL refresh on
+every read) and with ``refresh_ttl=False``, and as a bare Redis GET plus msgpack decode of
+the very bytes memlayer caches for the namespace (the limit of a round trip). With
+``MEMLAYER_NEAR_CACHE_ENABLED=false`` (or where the near-cache cannot run: a cluster) the
+near rows are left out and the report says why. The operations are measured in
+interleaved slices (as ``memlayer bench`` does), so every ratio compares the same moments
+of a noisy machine.
 
 Postgres statements are counted where they are sent, per system and per operation:
 memlayer's by its engine's statement events, the peer's by its cursors. A statement that
@@ -20,12 +25,14 @@ each number's median. It cleans up the data and the keys it made.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import statistics
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,18 +40,25 @@ import msgpack
 from langgraph.store.base import BaseStore, PutOp
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from memlayer.bench import Measure, _drive, _ensure_database
+from memlayer.bench_harness import Measure, drive, ensure_bench_database
 from memlayer.cache.codec import HEADER_LEN
+from memlayer.cache.invalidation import NearAvailability, near_availability
 from memlayer.cache.keys import namespace_digest, namespace_key, scan_pattern
+from memlayer.metrics import current
 from memlayer.settings import Settings
 from memlayer.store import MemlayerStore, open_store
+from memlayer.store import metrics as store_metrics
 
 _WRITE = re.compile(r"\b(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 _BACKGROUND = re.compile(r"\b(cache_outbox|cache_generations)\b")
 _SEED_BATCH = 500
 _SLICES = 4
+_LINK_WAIT_S = 10.0
 
+NEAR_GET = "memlayer aget (near-cache)"
+NEAR_SEARCH = "memlayer asearch (near-cache)"
 MEMLAYER_GET = "memlayer aget"
 MEMLAYER_SEARCH = "memlayer asearch(limit=5)"
 PEER_GET = "peer aget (defaults)"
@@ -103,6 +117,7 @@ class RunResult:
     per_1000: dict[str, float]  # Postgres statements per 1,000 reads
     writes_per_1000: dict[str, float]  # of which writes
     background: int  # the cache tier's own statements during the run
+    near_share: float | None  # of the near rows' namespace lookups, those served from memory
 
 
 async def run_bench_store(
@@ -114,7 +129,7 @@ async def run_bench_store(
     reads: int,
     runs: int,
 ) -> int:
-    settings = await _ensure_database(settings)
+    settings = await ensure_bench_database(settings)
     run_id = uuid.uuid4().hex[:8]
     prefix = f"{settings.cache_key_prefix}-store-{run_id}"
     settings = settings.model_copy(update={"cache_key_prefix": prefix})
@@ -133,30 +148,47 @@ async def run_bench_store(
         f"memlayer bench store: {settings.database_url} + {settings.redis_url} "
         f"(keys {prefix}:*; the peer on the same database, a pool of {pool})"
     )
-    async with (
-        open_store(settings) as store,
-        AsyncPostgresStore.from_conn_string(
-            dsn.render_as_string(hide_password=False),
-            pool_config={
-                "min_size": pool,
-                "max_size": pool,
-                "kwargs": {"cursor_factory": _counting_cursor()},
-            },
-        ) as peer,
-    ):
+    availability = near_availability(settings)
+    if availability is not NearAvailability.AVAILABLE:
+        print(f"  near-cache rows left out: the near-cache is {availability.value} here")
+    async with AsyncExitStack() as stack:
+        # The Redis tier alone: a handle whose near-cache never serves (no link).
+        store = await stack.enter_async_context(
+            open_store(settings.model_copy(update={"near_cache_enabled": False}))
+        )
+        near = None
+        if availability is NearAvailability.AVAILABLE:
+            near = await stack.enter_async_context(open_store(settings))
+        peer = await stack.enter_async_context(
+            AsyncPostgresStore.from_conn_string(
+                dsn.render_as_string(hide_password=False),
+                pool_config={
+                    "min_size": pool,
+                    "max_size": pool,
+                    "kwargs": {"cursor_factory": _counting_cursor()},
+                },
+            )
+        )
         await peer.setup()
-        event.listen(store.repository.engine.sync_engine, "before_cursor_execute", _on_sql)
+        engines = [s.repository.engine for s in (store, near) if s is not None]
+        for engine in engines:
+            event.listen(engine.sync_engine, "before_cursor_execute", _on_sql)
         try:
             await _seed(store, peer, spaces, items)
             results = [
-                await _one_run(store, peer, settings, spaces, items, concurrency, reads, n)
+                await _one_run(store, near, peer, settings, spaces, items, concurrency, reads, n)
                 for n in range(1, runs + 1)
             ]
         finally:
-            event.remove(store.repository.engine.sync_engine, "before_cursor_execute", _on_sql)
+            for engine in engines:
+                _stop_counting(engine)
             await _clean_up(store, peer, settings, root)
     _print_table(results, concurrency, reads, namespaces, items)
     return 0
+
+
+def _stop_counting(engine: AsyncEngine) -> None:
+    event.remove(engine.sync_engine, "before_cursor_execute", _on_sql)
 
 
 def _on_sql(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
@@ -188,6 +220,7 @@ async def _seed(
 
 async def _one_run(
     store: MemlayerStore,
+    near: MemlayerStore | None,
     peer: BaseStore,
     settings: Settings,
     spaces: list[tuple[str, ...]],
@@ -206,6 +239,8 @@ async def _one_run(
         await store.aget(space, keys[0])
         await store.asearch(space, limit=5)
         await peer.aget(space, keys[0], refresh_ttl=False)
+    if near is not None:
+        await _warm_near(near, spaces, keys[0])
     generation = cache.generation or 0
     names = [
         namespace_key(settings.cache_key_prefix, namespace_digest(".".join(s)), generation)
@@ -220,7 +255,11 @@ async def _one_run(
         if raw is not None:
             unpackb(memoryview(raw)[HEADER_LEN:], raw=False, timestamp=3)
 
-    ops: dict[str, Callable[[int], Awaitable[object]]] = {
+    ops: dict[str, Callable[[int], Awaitable[object]]] = {}
+    if near is not None:
+        ops[NEAR_GET] = lambda i: near.aget(spaces[picks[i][0]], picks[i][1])
+        ops[NEAR_SEARCH] = lambda i: near.asearch(spaces[picks[i][0]], limit=5)
+    ops |= {
         MEMLAYER_GET: lambda i: store.aget(spaces[picks[i][0]], picks[i][1]),
         MEMLAYER_SEARCH: lambda i: store.asearch(spaces[picks[i][0]], limit=5),
         PEER_GET: lambda i: peer.aget(spaces[picks[i][0]], picks[i][1]),
@@ -236,12 +275,14 @@ async def _one_run(
     before_reads, before_writes = dict(TALLY.reads), dict(TALLY.writes)
     before_background = TALLY.background
     sys.stderr.write(f" measuring {len(ops)} operations × {_SLICES} slices…")
-    measures = await _drive(
+    near_lookups = _NearLookups()
+    measures = await drive(
         {name: _tallied(name, op) for name, op in ops.items()},
         reads,
         concurrency,
         list(range(reads)),
         slices=_SLICES,
+        around_slice=near_lookups.slice,
     )
     sys.stderr.write(" done\n")
     counted: dict[str, float] = {}
@@ -251,7 +292,64 @@ async def _one_run(
         writes = TALLY.writes.get(name, 0) - before_writes.get(name, 0)
         counted[name] = (statements + writes) * 1000 / measure.calls
         written[name] = writes * 1000 / measure.calls
-    return RunResult(measures, counted, written, TALLY.background - before_background)
+    return RunResult(
+        measures,
+        counted,
+        written,
+        TALLY.background - before_background,
+        near_lookups.share() if near is not None else None,
+    )
+
+
+async def _warm_near(near: MemlayerStore, spaces: list[tuple[str, ...]], key: str) -> None:
+    """Every namespace read once through the near-cache handle, once its link is up and
+    every invalidation of the seeding and warming has arrived (one arriving while a read
+    is out keeps that read's value from being served from memory)."""
+    cache = near.cache
+    assert cache is not None
+    link = cache.near_link
+    assert link is not None  # started by open_store where the near-cache is available
+    await asyncio.wait_for(link.wait_established(), _LINK_WAIT_S)
+    await near.aget(spaces[0], key)  # the generation: its epoch record's news comes first
+    await link.barrier()
+    for space in spaces:
+        await near.aget(space, key)
+    await link.barrier()
+
+
+class _NearLookups:
+    """The namespace lookups made while the near rows' slices run (only the near handle
+    reads then), and how many of them the near-cache answered. Read per slice, outside
+    the timing: concurrent reads of one namespace coalesced into one batch are one lookup."""
+
+    def __init__(self) -> None:
+        self.near = 0.0
+        self.total = 0.0
+
+    @contextmanager
+    def slice(self, name: str) -> Iterator[None]:
+        if name not in (NEAR_GET, NEAR_SEARCH):
+            yield
+            return
+        near, total = current(store_metrics.LOOKUP_NEAR), _lookups()
+        yield
+        self.near += current(store_metrics.LOOKUP_NEAR) - near
+        self.total += _lookups() - total
+
+    def share(self) -> float:
+        return self.near / self.total if self.total else 0.0
+
+
+def _lookups() -> float:
+    return sum(
+        current(counter)
+        for counter in (
+            store_metrics.LOOKUP_NEAR,
+            store_metrics.LOOKUP_HIT,
+            store_metrics.LOOKUP_MISS,
+            store_metrics.LOOKUP_BYPASS,
+        )
+    )
 
 
 def _tallied(
@@ -319,22 +417,33 @@ def _print_table(
             f"{med(r.writes_per_1000[name] for r in results):>13.2f}"
         )
     print(rule)
-    for mine, theirs, target in (
+    near = NEAR_GET in names
+    ratios = [
         (MEMLAYER_GET, PEER_GET, "≥ 5"),
         (MEMLAYER_GET, PEER_GET_NO_REFRESH, "≥ 5"),
         (MEMLAYER_SEARCH, PEER_SEARCH, "≥ 5"),
         (MEMLAYER_SEARCH, PEER_SEARCH_NO_REFRESH, "≥ 5"),
         (MEMLAYER_GET, BARE, "limit"),
         (MEMLAYER_SEARCH, BARE, "limit"),
-    ):
+    ]
+    if near:
+        ratios += [
+            (NEAR_GET, BARE, "no round trip"),
+            (NEAR_SEARCH, BARE, "no round trip"),
+            (NEAR_GET, MEMLAYER_GET, "near / Redis tier"),
+            (NEAR_SEARCH, MEMLAYER_SEARCH, "near / Redis tier"),
+            (NEAR_GET, PEER_GET, "vs the peer"),
+            (NEAR_SEARCH, PEER_SEARCH, "vs the peer"),
+        ]
+    for mine, theirs, target in ratios:
         label = f"{mine} / {theirs}"
         print(f"  {label:<72} {rate(mine) / rate(theirs):>7.2f}  ({target})")
-    memlayer_reads = max(
-        med(r.per_1000[name] for r in results) for name in (MEMLAYER_GET, MEMLAYER_SEARCH)
-    )
-    memlayer_writes = max(
-        med(r.writes_per_1000[name] for r in results) for name in (MEMLAYER_GET, MEMLAYER_SEARCH)
-    )
+    ours = (MEMLAYER_GET, MEMLAYER_SEARCH) + ((NEAR_GET, NEAR_SEARCH) if near else ())
+    memlayer_reads = max(med(r.per_1000[name] for r in results) for name in ours)
+    memlayer_writes = max(med(r.writes_per_1000[name] for r in results) for name in ours)
+    if near:
+        share = med(r.near_share or 0.0 for r in results)
+        print(f"  near rows' namespace lookups answered from process memory    {share:>7.1%}")
     print(f"  memlayer Postgres statements / 1,000 warm reads (target ≤ 1)   {memlayer_reads:.2f}")
     print(f"  memlayer Postgres writes / 1,000 warm reads (target 0)         {memlayer_writes:.2f}")
     print(

@@ -254,9 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="warm LangGraph store reads: memlayer's store vs AsyncPostgresStore vs bare Redis",
         description="Puts the same data into memlayer's store (Postgres + Redis) and "
         "AsyncPostgresStore (same Postgres), then measures warm aget and asearch(limit=5) "
-        "through both (the peer with and without its TTL refresh) and a bare Redis GET + "
-        "decode, in interleaved slices; counts Postgres statements per 1,000 reads. With "
-        "no configuration it creates the local memlayer_bench database.",
+        "through memlayer's store from its near-cache and from its Redis tier, through the "
+        "peer (with and without its TTL refresh) and a bare Redis GET + decode, in "
+        "interleaved slices; counts Postgres statements per 1,000 reads. With no "
+        "configuration it creates the local memlayer_bench database.",
     )
     store_bench.add_argument("--namespaces", type=int, default=2000)
     store_bench.add_argument("--items", type=int, default=20, help="items per namespace")

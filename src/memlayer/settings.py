@@ -86,10 +86,10 @@ class Settings(BaseSettings):
     cache_decoded_memo_size: int = Field(
         default=10_000,
         ge=0,
-        description="Decoded values of other key families (the LangGraph store's "
-        "namespaces) kept per process, reused while Redis returns byte-identical values "
-        "(0 disables). Memory contexts keep theirs in the near-cache "
-        "(near_cache_max_entries).",
+        description="Decoded LangGraph store namespaces kept per process when there is "
+        "no near-cache (near_cache_max_entries=0), reused while Redis returns "
+        "byte-identical values (0 disables). Otherwise the near-cache is the memo of every "
+        "family.",
     )
 
     # --- coherence across processes (docs/architecture.md invariant 7; docs/coherence.md) -------
@@ -171,14 +171,16 @@ class Settings(BaseSettings):
     # serve there (a log line says so), and stays the memo.
     near_cache_enabled: bool = Field(
         default=True,
-        description="Serve hot contexts from process memory, kept coherent by Redis "
-        "client tracking (one extra Redis connection per process).",
+        description="Serve hot contexts (and LangGraph store namespaces) from process "
+        "memory, kept coherent by Redis client tracking (one extra Redis connection per "
+        "process).",
     )
     near_cache_max_entries: int = Field(
         default=10_000,
         ge=0,
-        description="Decoded contexts kept per process (0: none, every Redis hit is "
-        "decoded and nothing is served from process memory).",
+        description="Decoded values kept per process, contexts and store namespaces "
+        "together (0: none, every Redis hit is decoded and nothing is served from process "
+        "memory).",
     )
     near_cache_max_bytes: int = Field(
         default=16 * 1024 * 1024,

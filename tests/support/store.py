@@ -1,14 +1,20 @@
-"""Helpers the store suites share: empty a store's tables between tests."""
+"""Helpers the store suites share: empty a store's tables between tests, see what a store
+sends to Redis and Postgres, have its near-cache serving."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from typing import Any
 
+import pytest
 from langgraph.store.postgres import AsyncPostgresStore
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from memlayer.cache.family_store import FamilyStore
+from memlayer.cache.invalidation import InvalidationLink
 from memlayer.store import MemlayerStore
 
 # What the open_pg_store fixture (tests/integration/store) is: open_pg_store(ttl=..., **settings).
@@ -89,3 +95,37 @@ _BACKGROUND = (
     "SELECT cache_generations.",
     "INSERT INTO cache_generations",
 )
+
+
+@contextmanager
+def mgets(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
+    """Every read the store's cache sends to Redis (the namespaces' digests of each): a GET
+    of one namespace and an MGET of several both go through ``FamilyStore.get_many``."""
+    calls: list[list[str]] = []
+    original = FamilyStore.get_many
+
+    async def spy(self: FamilyStore[str], keys: Any, generation: int) -> list[bytes | None]:
+        calls.append(list(keys))
+        return await original(self, keys, generation)
+
+    monkeypatch.setattr(FamilyStore, "get_many", spy)
+    yield calls
+    monkeypatch.setattr(FamilyStore, "get_many", original)
+
+
+NEAR_WAIT_S = 10.0  # generous: a shared 2-core machine
+
+
+async def near_ready(store: MemlayerStore) -> InvalidationLink:
+    """Until ``store``'s near-cache serves: its link established, and the news of its
+    first epoch record (written by its first read of a fresh prefix, dropping the
+    near-cache) heard, so a test's own reads settle into it. Returns the link."""
+    cache = store.cache
+    assert cache is not None
+    link = cache.near_link
+    assert link is not None, "no invalidation link: the near-cache cannot serve here"
+    await asyncio.wait_for(link.wait_established(), NEAR_WAIT_S)
+    await store.aget(("near-ready",), "k")
+    await link.barrier()
+    assert cache.near_serving
+    return link

@@ -13,7 +13,9 @@ from langgraph.store.base import TTLConfig
 from sqlalchemy.engine import make_url
 
 from memlayer.cache import ContextCache, make_redis_client
+from memlayer.cache.invalidation import NearAvailability, log_availability, near_availability
 from memlayer.cache.keys import NAMESPACE_FAMILY
+from memlayer.cache.near_tier import NearTier
 from memlayer.memory.acks import OutboxAcks
 from memlayer.memory.coherence import context_cache
 from memlayer.memory.db import Database
@@ -50,10 +52,13 @@ async def open_store(
 
     ``cache`` and ``drainer``: a process that also runs the memory service passes its
     ``ContextCache`` (and its outbox drainer): the store then uses the same Redis client,
-    breaker and generation (one Redis, one breaker) and registers with that drainer.
-    Without them the store builds its own. ``ttl`` overrides the ``MEMLAYER_STORE_*`` TTL
-    settings key by key. ``index`` (vector search) is refused with
-    ``VectorSearchUnsupported``.
+    breaker, generation and near-cache (one Redis, one breaker, one near-cache with one
+    invalidation link: the caller's) and registers with that drainer. Without them the
+    store builds its own, and starts the near-cache's invalidation link when the
+    configuration allows one (``near_availability``: not embedded, not a cluster, not
+    ``MEMLAYER_NEAR_CACHE_ENABLED=false``); it is closed before the Redis client.
+    ``ttl`` overrides the ``MEMLAYER_STORE_*`` TTL settings key by key. ``index`` (vector
+    search) is refused with ``VectorSearchUnsupported``.
     """
     if index is not None:
         raise VectorSearchUnsupported("open_store(index=...)")
@@ -105,6 +110,13 @@ async def _namespace_cache(
         stack.push_async_callback(client.aclose)
         cache = context_cache(client, database, settings)
         stack.push_async_callback(cache.aclose)
+        # Warm reads skip Redis only with an invalidation link (one more connection); it
+        # closes before the cache and the client it uses (the stack unwinds in reverse).
+        availability = near_availability(settings)
+        log_availability(availability)
+        if availability is NearAvailability.AVAILABLE and cache.near is not None:
+            near = NearTier.start(cache, settings)
+            stack.push_async_callback(near.aclose)
     acks = OutboxAcks(database, settings)
     stack.push_async_callback(acks.aclose)
     namespaces = NamespaceCache(cache.tier, cache.client, repository, settings, acks)

@@ -33,7 +33,8 @@ UNCACHED = Counter(
 )
 NAMESPACE_LOADS = Counter(
     "memlayer_store_cache_lookups_total",
-    "Namespaces looked up by result: hit (Redis held a valid value), miss (filled "
+    "Namespaces looked up by result: near (the process's near-cache held a valid value: "
+    "no round trip), hit (Redis held a valid value), miss (filled "
     "through the lease protocol), bypass (loaded from Postgres without Redis: breaker "
     "open, Redis error, or a namespace written while Redis could not be told).",
     ["result"],
@@ -48,6 +49,7 @@ GET_CACHE = READS.labels("get", "namespace")
 GET_DATABASE = READS.labels("get", "database")
 SEARCH_CACHE = READS.labels("search", "namespace")
 SEARCH_DATABASE = READS.labels("search", "database")
+LOOKUP_NEAR = NAMESPACE_LOADS.labels("near")
 LOOKUP_HIT = NAMESPACE_LOADS.labels("hit")
 LOOKUP_MISS = NAMESPACE_LOADS.labels("miss")
 LOOKUP_BYPASS = NAMESPACE_LOADS.labels("bypass")

@@ -24,6 +24,14 @@ One protocol, not a second one (docs/architecture.md, "The consistency protocol"
 * **Replica.** Fills read the replica when one is configured, except for dirty namespaces;
   a replica answer older than a marker found in Redis or a version this process
   acknowledged is discarded and the primary read instead.
+* **Near-cache.** The process's one near-cache (``cache.near``, shared with the memory
+  contexts under keys of family ``ns``, by namespace digest) answers a warm read with no
+  round trip, under the contexts' rules: only while the invalidation link is established,
+  the breaker closed and the generation the entry was read at; never below a version this
+  process acknowledged; never a dirty namespace; never past the earliest expiry of its
+  items. A value read from Redis is installed only by the read that took a fill ticket
+  before its GET (no invalidation of the key came meanwhile); a write evicts the entry
+  after Redis answered; sampled hits are re-checked against Redis (``near_recheck``).
 
 Nothing Redis raises leaves this class; the loader's own errors (``StoreUnavailable``) do.
 """
@@ -35,14 +43,15 @@ import logging
 from collections.abc import Hashable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool
 
-from memlayer.cache import keys
+from memlayer.cache import keys, near_metrics
 from memlayer.cache import metrics as cache_metrics
 from memlayer.cache.background import BackgroundTasks
 from memlayer.cache.client import RedisClient
-from memlayer.cache.codec import encode_marker
+from memlayer.cache.codec import encode_marker, read_frame
 from memlayer.cache.dirty import DirtyKeys
 from memlayer.cache.epoch import TurnoverReason
 from memlayer.cache.errors import REDIS_ERRORS, CodecError
@@ -50,10 +59,13 @@ from memlayer.cache.family_state import FamilyState
 from memlayer.cache.family_store import FamilyStore
 from memlayer.cache.fill import BatchFillProtocol, Fetched
 from memlayer.cache.hooks import FillHooks
+from memlayer.cache.invalidation import InvalidationLink
 from memlayer.cache.memo import DecodedMemo
+from memlayer.cache.near import FillTicket, NearCache, NearEntry, NearKey
+from memlayer.cache.near_recheck import RecheckResult, recheck
 from memlayer.cache.port import MarkerInstall, WriteThrough
 from memlayer.cache.recent import RecentVersions
-from memlayer.cache.shared_read import SharedReads
+from memlayer.cache.shared_read import SharedResults
 from memlayer.cache.singleflight import SingleFlight
 from memlayer.cache.state import TierEvent
 from memlayer.cache.tier import SharedTier
@@ -69,6 +81,22 @@ log = logging.getLogger("memlayer.store")
 
 # The hooks tests stage races with, keyed by namespace digest.
 NamespaceHooks = FillHooks[str, NamespaceValue]
+
+_NS = keys.NAMESPACE_FAMILY
+# What a (shared) GET hands back: the bytes, and the near-cache ticket taken before it was
+# sent (None when the near-cache is not serving: nothing read then may be served later).
+_Read = tuple[bytes | None, FillTicket | None]
+# Sampled near hits re-read at once, at most (more are skipped and counted).
+_MAX_RECHECKS = 8
+
+
+def _complete_version(raw: bytes) -> int | None:
+    """The version of a complete value; None for a marker or anything not ours (re-checks)."""
+    try:
+        version, payload = read_frame(raw)
+    except CodecError:
+        return None
+    return version if payload is not None else None
 
 
 class NamespaceCache:
@@ -109,13 +137,17 @@ class NamespaceCache:
         self._max_bytes = settings.store_cache_max_value_bytes
         self._ttl = JitteredTtl(settings.cache_ttl_seconds * 1000, settings.cache_ttl_jitter)
         self._unknown_ttl_ms = max(2 * settings.coherence_bound_ms, settings.cache_lease_ms)
-        self._memo: DecodedMemo[str, NamespaceValue] = DecodedMemo(
-            decode, settings.cache_decoded_memo_size
+        # The near-cache is also the memo of decoded values (as for contexts); without
+        # one (``near_cache_max_entries=0``) a memo of its own remembers decoded values.
+        self._near: NearCache[Any] | None = tier.near
+        self._memo: DecodedMemo[str, NamespaceValue] | None = (
+            DecodedMemo(decode, settings.cache_decoded_memo_size) if tier.near is None else None
         )
         self._flights: SingleFlight[NamespaceValue] = SingleFlight(
             max_age_s=settings.coherence_bound_ms / 4000
         )
-        self._reads: SharedReads[str] = SharedReads(self._store.get)
+        self._reads: SharedResults[str, _Read] = SharedResults(self._read_one)
+        self._rechecking: set[asyncio.Task[None]] = set()
         self._background = BackgroundTasks()
         self._hooks = hooks or NamespaceHooks()
         self._fills: BatchFillProtocol[str, NamespaceValue] = BatchFillProtocol(
@@ -135,6 +167,8 @@ class NamespaceCache:
         self._skew = timedelta(0)
         self._flush_task: asyncio.Task[None] | None = None
         tier.state.subscribe(self._on_tier_event)
+        if self._near is not None:
+            self._near.set_recheck(_NS, self._recheck)
 
     # ------------------------------------------------------------------ reads
 
@@ -162,32 +196,41 @@ class NamespaceCache:
                 await self._bypass(dirty, by_digest, out)
             if not readable:
                 return out
+        near = self._near
+        if near is not None and near.serving:
+            readable = self._near_hits(near, readable, by_digest, generation, out)
+            if not readable:
+                return out  # every namespace from process memory: no await at all
         try:
             if len(readable) == 1:
-                raws = [await self._reads.read(readable[0], generation)]
+                raw, ticket = await self._reads.read(readable[0], generation)
+                raws, tickets = [raw], [ticket]
             else:
-                raws = await self._store.get_many(readable, generation)
+                raws, tickets = await self._read_many(readable, generation)
         except REDIS_ERRORS as exc:
             state.redis_failed(exc)
             return await self._bypass(readable, by_digest, out)
         state.shared.breaker.record_success()
-        now = self.now()
         missed: dict[str, bytes | None] = {}  # digest -> the bytes to replace, if any
-        for digest, raw in zip(readable, raws, strict=True):
-            if raw is None:
-                missed[digest] = None
-                continue
-            try:
-                value = self._memo.decode(digest, raw)
-            except CodecError:
-                missed[digest] = raw
-                continue
-            if value is None:  # a marker: reload
-                missed[digest] = None
-            elif value.expired(now):
-                missed[digest] = raw
-            else:
-                out[by_digest[digest]] = value
+        try:
+            for digest, raw, ticket in zip(readable, raws, tickets, strict=True):
+                if raw is None:
+                    missed[digest] = None
+                    continue
+                try:
+                    value = self._decode(digest, raw, generation, ticket)
+                except CodecError:  # corrupt, or expired (ValueExpired): replace it
+                    missed[digest] = raw
+                    continue
+                if value is None:  # a marker: reload
+                    missed[digest] = None
+                else:
+                    out[by_digest[digest]] = value
+        finally:
+            if near is not None:
+                for ticket in tickets:
+                    if ticket is not None:
+                        near.finish(ticket)  # idempotent: settled ones are closed already
         metrics.LOOKUP_HIT.inc(len(readable) - len(missed))
         if missed:
             metrics.LOOKUP_MISS.inc(len(missed))
@@ -197,6 +240,108 @@ class NamespaceCache:
             for key, value in filled.items():
                 out[by_digest[str(key)]] = value
         return out
+
+    def _near_hits(
+        self,
+        near: NearCache[Any],
+        digests: list[str],
+        names: Mapping[str, str],
+        generation: int,
+        out: dict[str, NamespaceValue],
+    ) -> list[str]:
+        """Answer what the near-cache holds (into ``out``); return the digests left for
+        Redis. An entry is served at this generation, at or above the version this process
+        acknowledged for it, and only until its earliest item expires (then evicted)."""
+        acked = self._state.acked
+        left: list[str] = []
+        now: datetime | None = None
+        for digest in digests:
+            key = (_NS, digest)
+            entry = near.get(key, generation, acked.get(digest))
+            if entry is None:
+                left.append(digest)
+                continue
+            value: NamespaceValue = entry.value
+            if value.valid_until is not None:
+                if now is None:
+                    now = self.now()
+                if now >= value.valid_until:
+                    near.expire(key, entry)
+                    left.append(digest)
+                    continue
+            out[names[digest]] = value
+        served = len(digests) - len(left)
+        if served:
+            metrics.LOOKUP_NEAR.inc(served)
+        return left
+
+    async def _read_one(self, digest: str, generation: int) -> _Read:
+        """The GET that concurrent reads of one namespace share; a near-cache ticket is
+        taken before it is sent (see ``ContextCache._read``)."""
+        near = self._near
+        if near is None or not near.serving:
+            return await self._store.get(digest, generation), None
+        ticket = near.begin((_NS, digest))
+        try:
+            return await self._store.get(digest, generation), ticket
+        except BaseException:  # a cancelled or failed GET releases its ticket
+            near.finish(ticket)
+            raise
+
+    async def _read_many(
+        self, digests: list[str], generation: int
+    ) -> tuple[list[bytes | None], list[FillTicket | None]]:
+        """ONE MGET, with a near-cache ticket per namespace taken before it is sent."""
+        near = self._near
+        if near is None or not near.serving:
+            return await self._store.get_many(digests, generation), [None] * len(digests)
+        tickets: list[FillTicket | None] = [near.begin((_NS, d)) for d in digests]
+        try:
+            return await self._store.get_many(digests, generation), tickets
+        except BaseException:
+            for ticket in tickets:
+                if ticket is not None:
+                    near.finish(ticket)
+            raise
+
+    def _decode(
+        self, digest: str, raw: bytes, generation: int, ticket: FillTicket | None
+    ) -> NamespaceValue | None:
+        """The namespace in what a read returned (None: a marker). Raises ValueExpired for
+        a value past its earliest item expiry (kept nowhere: a miss, to be replaced) and
+        CodecError (counted) for a corrupt one. The read that took ``ticket`` settles the
+        value into the near-cache (served from then on if no invalidation came while it
+        was out); a read without one, or a joiner of a shared GET, only uses the memo."""
+        near = self._near
+        if near is None:
+            assert self._memo is not None
+            value = self._memo.decode(digest, raw)  # counts a corrupt value itself
+        else:
+            live = partial(self._decode_live, digest)
+            try:
+                if ticket is not None and ticket.open:
+                    value = near.settle(ticket, raw, generation, live)[0]
+                else:
+                    value = near.decode((_NS, digest), raw, generation, live)
+            except ValueExpired:
+                raise
+            except CodecError:
+                cache_metrics.CORRUPT.inc()
+                raise
+        if value is not None and value.valid_until is not None and value.expired(self.now()):
+            # Decoded earlier (the memo gave it back without decoding): expired since.
+            if near is not None:
+                near.expire((_NS, digest))
+            raise ValueExpired("the cached namespace holds an expired item")
+        return value
+
+    def _decode_live(self, digest: str, raw: bytes) -> NamespaceValue | None:
+        """``decode``, refusing a value past its earliest item expiry (``ValueExpired``),
+        so the near-cache never keeps one."""
+        value = decode(digest, raw)
+        if value is not None and value.valid_until is not None and value.expired(self.now()):
+            raise ValueExpired("the cached namespace holds an expired item")
+        return value
 
     async def _bypass(
         self, digests: list[str], names: Mapping[str, str], out: dict[str, NamespaceValue]
@@ -253,11 +398,9 @@ class NamespaceCache:
         return {digest: NamespaceValue.from_rows(rows[names[digest]]) for digest in floors}
 
     def _decode_valid(self, digest: str, raw: bytes) -> NamespaceValue | None:
-        """The fill protocol's decode: an expired value is one to replace, like a corrupt one."""
-        value = self._memo.decode(digest, raw)
-        if value is not None and value.expired(self.now()):
-            raise ValueExpired("the cached namespace holds an expired item")
-        return value
+        """The fill protocol's decode (the memo only: a fill never installs into the
+        near-cache): an expired value is one to replace, like a corrupt one."""
+        return self._decode(digest, raw, self._state.shared.generation or 0, None)
 
     def _installable(self, value: NamespaceValue) -> bytes | None:
         """The bytes to install: the value; past the byte cap, the value without its items
@@ -338,9 +481,12 @@ class NamespaceCache:
         return outcomes
 
     def _forget(self, digest: str) -> None:
-        """Later reads of this namespace start afresh: none joins one from before a write."""
+        """Later reads of this namespace start afresh: none joins one from before a write,
+        none is served what the near-cache held (and no GET out now may settle into it)."""
         self._reads.forget(digest)
         self._flights.forget(digest)
+        if self._near is not None:
+            self._near.invalidate((_NS, digest))
 
     def _defer(self, versions: Mapping[str, int]) -> None:
         for digest, version in versions.items():
@@ -406,8 +552,8 @@ class NamespaceCache:
     # ------------------------------------------------------------ dirty flush
 
     def _on_tier_event(self, event: TierEvent) -> None:
-        if event is TierEvent.GENERATION_CHANGED:
-            self._memo.clear()
+        if event is TierEvent.GENERATION_CHANGED and self._memo is not None:
+            self._memo.clear()  # (the near-cache drops itself on the same event)
         elif event is TierEvent.BREAKER_CLOSED and self._state.dirty.pending:
             self._schedule_flush()
 
@@ -448,6 +594,61 @@ class NamespaceCache:
             for digest, version in entries:
                 dirty.discard(digest, version)
 
+    # ------------------------------------------------------------- near-cache
+
+    def _recheck(self, key: NearKey, entry: NearEntry[Any]) -> None:
+        """A sampled near hit of a namespace: re-read it from Redis in the background."""
+        link = self._tier.near_link()
+        if link is None or len(self._rechecking) >= _MAX_RECHECKS:
+            near_metrics.RECHECKS_SKIPPED.inc()
+            return
+        task = self._background.spawn(self._run_recheck(key, entry, link))
+        self._rechecking.add(task)
+        task.add_done_callback(self._rechecking.discard)
+
+    async def _run_recheck(
+        self, key: NearKey, entry: NearEntry[Any], link: InvalidationLink
+    ) -> None:
+        near = self._near
+        assert near is not None  # a near hit was sampled
+        digest = str(key[1])  # an ``ns`` key: registered for that family only
+        found = await recheck(
+            near,
+            key,
+            entry,
+            read=lambda: self._store.get(digest, entry.generation),
+            complete_version=_complete_version,
+            barrier=link.barrier,
+        )
+        if found.result is RecheckResult.MISMATCH or found.result is RecheckResult.MISSING:
+            log.error(
+                "near-cache: store namespace %r was served v%s from process memory while "
+                "Redis held %s and no invalidation had come; evicted (see docs/runbook.md)",
+                entry.value.namespace,
+                found.near_version,
+                "nothing" if found.redis_version is None else f"v{found.redis_version}",
+            )
+
+    async def rechecks_settled(self) -> None:
+        """Until every sampled re-check started so far has finished (tests, ops)."""
+        if self._rechecking:
+            await asyncio.wait(set(self._rechecking))
+
+    @property
+    def near(self) -> NearCache[Any] | None:
+        """The process's near-cache (this family's entries under ``("ns", digest)``)."""
+        return self._near
+
+    @property
+    def near_link(self) -> InvalidationLink | None:
+        """The invalidation link the near-cache serves by (None: it never serves)."""
+        return self._tier.near_link()
+
+    @property
+    def near_serving(self) -> bool:
+        """True while warm reads may be answered from process memory."""
+        return self._near is not None and self._near.serving
+
     # ------------------------------------------------------------- operations
 
     async def turn_over(self) -> None:
@@ -487,6 +688,8 @@ class NamespaceCache:
         return self._cap
 
     async def aclose(self) -> None:
+        if self._near is not None:
+            self._near.remove_recheck(_NS, self._recheck)
         self._tier.state.unsubscribe(self._on_tier_event)
         await self._flights.cancel_all()
         await self._background.cancel_all()

@@ -1,10 +1,10 @@
 """The stores the conformance kit runs against, each on its own real database.
 
 memlayer's store gets a migrated Postgres database, uncached (``MEMLAYER_CACHE_ENABLED=false``)
-and cached (Postgres + the real Redis, keys of its own), and an embedded SQLite file (with
-its in-process Redis stand-in); the peer, ``AsyncPostgresStore``, gets another database of
-the same Postgres server, set up by its own ``setup()``. Each store lives for the session
-and is emptied before every test.
+and cached (Postgres + the real Redis, keys of its own, the near-cache serving), and an
+embedded SQLite file (with its in-process Redis stand-in); the peer,
+``AsyncPostgresStore``, gets another database of the same Postgres server, set up by its
+own ``setup()``. Each store lives for the session and is emptied before every test.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from memlayer.cache.keys import scan_pattern
 from memlayer.settings import Settings
 from memlayer.store import MemlayerStore, open_store
 from tests.support.services import base_redis_url, create_database, drop_database, migrate
-from tests.support.store import psycopg_dsn
+from tests.support.store import near_ready, psycopg_dsn
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +75,8 @@ async def memlayer_cached_store(store_cached_url: str) -> AsyncIterator[Memlayer
     )
     try:
         async with open_store(settings) as store:
+            # The production flavour: the near-cache serving in front of Redis.
+            await near_ready(store)
             yield store
     finally:
         client = Redis.from_url(base_redis_url())

@@ -38,10 +38,13 @@ async def test_random_op_streams_match_in_memory_store_on_postgres(
 async def test_random_op_streams_match_in_memory_store_on_cached_postgres(
     memlayer_cached_store: MemlayerStore, store_cached_engine: AsyncEngine
 ) -> None:
-    """The production flavour: every get and search goes through the Redis tier."""
+    """The production flavour: every get and search goes through the near-cache and the
+    Redis tier."""
     hits = current(store_metrics.LOOKUP_HIT)
+    near = current(store_metrics.LOOKUP_NEAR)
     await _run(memlayer_cached_store, store_cached_engine)
     assert current(store_metrics.LOOKUP_HIT) > hits, "the reads were answered from Redis"
+    assert current(store_metrics.LOOKUP_NEAR) > near, "and from process memory"
 
 
 async def test_random_op_streams_match_in_memory_store_on_embedded_sqlite(

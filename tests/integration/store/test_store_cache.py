@@ -5,9 +5,6 @@ breaker and one generation shared with the memory contexts."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 from langgraph.store.base import GetOp, PutOp, SearchOp
@@ -18,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from memlayer.cache import make_redis_client
 from memlayer.cache import metrics as cache_metrics
 from memlayer.cache.codec import read_frame
-from memlayer.cache.family_store import FamilyStore
 from memlayer.cache.keys import namespace_digest, namespace_key
 from memlayer.memory.coherence import context_cache
 from memlayer.memory.db import Database
@@ -26,23 +22,8 @@ from memlayer.settings import MissingRedisUrl, Settings
 from memlayer.store import MemlayerStore, StoreWriteOutcomeUnknown, open_store
 from memlayer.store import metrics as store_metrics
 from tests.support.metrics import current
-from tests.support.store import OpenStore, StatementLog
+from tests.support.store import OpenStore, StatementLog, mgets
 from tests.support.tcp_proxy import ChaosProxy
-
-
-@contextmanager
-def mgets(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
-    """Every MGET the store's cache sends (the namespaces' digests of each)."""
-    calls: list[list[str]] = []
-    original = FamilyStore.get_many
-
-    async def spy(self: FamilyStore[str], keys: Any, generation: int) -> list[bytes | None]:
-        calls.append(list(keys))
-        return await original(self, keys, generation)
-
-    monkeypatch.setattr(FamilyStore, "get_many", spy)
-    yield calls
-    monkeypatch.setattr(FamilyStore, "get_many", original)
 
 
 async def _outbox(engine: AsyncEngine) -> dict[str, int]:
@@ -240,8 +221,12 @@ async def test_a_slow_fill_never_overwrites_a_newer_write(open_cached_store: Ope
 
 async def test_two_handles_see_each_others_writes_at_once(open_cached_store: OpenStore) -> None:
     """Two handles, two Redis clients, one Redis: a write is written through before it
-    returns, so the other handle's next read (a hit) has it."""
-    async with open_cached_store() as one, open_cached_store() as two:
+    returns, so the other handle's next read (a Redis hit) has it. (The Redis tier alone:
+    a near-cache hears of the write by Redis's invalidation, test_store_near.py.)"""
+    async with (
+        open_cached_store(near_cache_enabled=False) as one,
+        open_cached_store(near_cache_enabled=False) as two,
+    ):
         await one.aput(("shared",), "k", {"v": 1})
         assert (await two.aget(("shared",), "k")).value == {"v": 1}  # type: ignore[union-attr]
         await two.aput(("shared",), "k", {"v": 2})
@@ -407,6 +392,9 @@ async def test_an_unknown_commit_outcome_leaves_a_marker_and_every_reader_right(
 
             raw = await reader.cache.store.client.get(key)
             assert raw is not None and read_frame(raw) == (3, None), "a marker at the bump"
+            link = reader.cache.near_link
+            if link is not None and link.established:
+                await link.barrier()  # the marker's invalidation reached the near-cache
             item = await reader.aget(("amb",), "k")
             assert item is not None and item.value == ({"v": 2} if saved else {"v": 1})
     finally:

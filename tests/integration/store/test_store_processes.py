@@ -15,6 +15,9 @@ from typing import Any
 
 from memlayer.settings import Settings
 from memlayer.store import MemlayerStore, open_store
+from memlayer.store import metrics as store_metrics
+from tests.support.metrics import current
+from tests.support.store import near_ready
 from tests.support.tcp_proxy import ChaosProxy
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -74,7 +77,10 @@ async def _value(store: MemlayerStore, key: str) -> Any:
 
 
 async def test_each_process_reads_the_other_s_write_at_once(cached_settings: Settings) -> None:
-    async with open_store(cached_settings) as here, child_process(cached_settings) as there:
+    """The Redis tier: a write is in Redis before it is acknowledged. (With the near-cache
+    on, the other process hears of it by Redis's invalidation: the test below.)"""
+    redis_tier_only = cached_settings.model_copy(update={"near_cache_enabled": False})
+    async with open_store(redis_tier_only) as here, child_process(cached_settings) as there:
         await here.aput(("two", "processes"), "k", {"v": 1})
         assert await there.ask(op="get", ns=["two", "processes"], key="k") == {"value": {"v": 1}}
         assert await _value(here, "k") == {"v": 1}  # cached here now
@@ -84,6 +90,33 @@ async def test_each_process_reads_the_other_s_write_at_once(cached_settings: Set
         await here.adelete(("two", "processes"), "k")
         assert await there.ask(op="get", ns=["two", "processes"], key="k") == {"value": None}
         assert await there.ask(op="search", ns=["two", "processes"]) == {"keys": []}
+
+
+async def test_a_write_in_another_process_evicts_the_near_cache_entry_here(
+    cached_settings: Settings,
+) -> None:
+    """The near-cache on both sides: this process serves the namespace from memory until
+    Redis's invalidation of the other process's write arrives (the lag is printed), then
+    the new value, well within the coherence bound."""
+    bound = cached_settings.coherence_bound_ms / 1000
+    async with open_store(cached_settings) as here, child_process(cached_settings) as there:
+        link = await near_ready(here)
+        await here.aput(("two", "processes"), "k", {"v": 1})
+        await link.barrier()
+        assert await _value(here, "k") == {"v": 1}  # read from Redis under a fill ticket
+        near = current(store_metrics.LOOKUP_NEAR)
+        assert await _value(here, "k") == {"v": 1}
+        assert current(store_metrics.LOOKUP_NEAR) == near + 1, "served from process memory"
+
+        loop = asyncio.get_running_loop()
+        assert await there.ask(op="put", ns=["two", "processes"], key="k", value={"v": 2})
+        acked = loop.time()
+        while await _value(here, "k") != {"v": 2}:
+            assert loop.time() - acked <= bound, f"still v1 {bound} s after the write"
+            await asyncio.sleep(0.001)  # polling: the deadline is the assertion
+        print(f"near-cache entry replaced {1000 * (loop.time() - acked):.2f} ms after the ack")
+        for _ in range(20):
+            assert await _value(here, "k") == {"v": 2}
 
 
 async def test_a_process_cut_off_from_redis_is_seen_within_the_bound(

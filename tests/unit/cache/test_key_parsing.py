@@ -18,6 +18,17 @@ def test_context_keys_round_trip(prefix: str, user_id: int, generation: int) -> 
 
 def test_a_lease_key_names_no_cached_entity() -> None:
     assert KeyParser("p").parse(keys.lease_key("p", 42, 3).encode()) is OTHER_KEY
+    digest = keys.namespace_digest("users.42")
+    assert KeyParser("p").parse(keys.namespace_lease_key("p", digest, 3).encode()) is OTHER_KEY
+
+
+@pytest.mark.parametrize("prefix", ["memlayer", "a:b", "x[1]*"])
+@pytest.mark.parametrize("text", ["users.42.memories", "x}:g1:ns", "키.값"])
+def test_namespace_keys_round_trip_to_their_digest(prefix: str, text: str) -> None:
+    digest = keys.namespace_digest(text)
+    name = keys.namespace_key(prefix, digest, 9).encode()
+
+    assert KeyParser(prefix).parse(name) == EntityKey(keys.NAMESPACE_FAMILY, digest, 9)
 
 
 def test_probe_keys_carry_their_writer_and_write_time() -> None:
@@ -36,6 +47,8 @@ def test_every_key_built_lies_under_a_tracked_prefix() -> None:
         keys.lease_key("p", 1, 2),
         keys.probe_key("p", 1, 2),
         keys.epoch_key("p"),
+        keys.namespace_key("p", keys.namespace_digest("n"), 2),
+        keys.namespace_lease_key("p", keys.namespace_digest("n"), 2),
     ]
     tracked = keys.tracked_prefixes("p")
 
@@ -55,6 +68,11 @@ def test_every_key_built_lies_under_a_tracked_prefix() -> None:
         b"p:v1:probe:12",
         b"p:v1:probe:a:b",
         b"p:v1:epochs",  # starts like the epoch record, is not it
+        b"p:v1:{n:0123456789abcdef0123456789abcdeX}:g1:ns",  # not a digest
+        b"p:v1:{n:0123456789abcdef0123456789abcde}:g1:ns",  # a digit short
+        b"p:v1:{n:0123456789ABCDEF0123456789ABCDEF}:g1:ns",  # digests are lower case
+        b"p:v1:{n:0123456789abcdef0123456789abcdef}:gx:ns",
+        b"p:v1:{n:0123456789abcdef0123456789abcdef}:g1",
         b"p:v1:generation",  # the pre-epoch counter: read by turnovers only
     ],
 )

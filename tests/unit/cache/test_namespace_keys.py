@@ -35,6 +35,7 @@ def test_keys_are_built_from_digests_only() -> None:
     assert not keys.is_namespace_digest("42")
 
 
-def test_namespace_keys_do_not_parse_as_contexts() -> None:
-    name = keys.namespace_key("p", keys.namespace_digest("n"), 1).encode()
-    assert keys.KeyParser("p").parse(name) is None
+def test_namespace_keys_parse_as_the_store_s_family_never_as_contexts() -> None:
+    digest = keys.namespace_digest("n")
+    name = keys.namespace_key("p", digest, 1).encode()
+    assert keys.KeyParser("p").parse(name) == keys.EntityKey(keys.NAMESPACE_FAMILY, digest, 1)

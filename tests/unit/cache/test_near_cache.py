@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from memlayer.cache.breaker import CircuitBreaker
 from memlayer.cache.dirty import DirtyUsers
-from memlayer.cache.keys import CONTEXT_FAMILY, EntityKey
+from memlayer.cache.keys import CONTEXT_FAMILY, NAMESPACE_FAMILY, EntityKey, namespace_digest
 from memlayer.cache.near import FillOutcome, NearCache, NearEntry, NearKey
 from memlayer.cache.state import TierEvent, TierState
 
@@ -325,6 +326,72 @@ def test_a_sampled_fraction_of_hits_is_handed_to_the_re_check() -> None:
 
     assert len(every) == 10 and every[0][0] == key(1) and every[0][1].version == 1
     assert none == []
+
+
+def test_sampled_hits_go_to_the_re_check_of_their_own_family() -> None:
+    contexts: list[NearKey] = []
+    namespaces: list[NearKey] = []
+    near = make_near(recheck_fraction=1.0)
+
+    def contexts_recheck(k: NearKey, _e: NearEntry[Any]) -> None:
+        contexts.append(k)
+
+    def namespaces_recheck(k: NearKey, _e: NearEntry[Any]) -> None:
+        namespaces.append(k)
+
+    near.set_recheck(CONTEXT_FAMILY, contexts_recheck)
+    near.set_recheck(NAMESPACE_FAMILY, namespaces_recheck)
+    digest = namespace_digest("users.1")
+    fill(near, 1, Val(1, "a"))
+    ticket = near.begin((NAMESPACE_FAMILY, digest))
+    near.settle(ticket, raw_of(Val(5, "n")), GEN, Decoder())
+
+    near.get(key(1), GEN)
+    near.get((NAMESPACE_FAMILY, digest), GEN)
+    near.remove_recheck(NAMESPACE_FAMILY, contexts_recheck)  # not the one registered
+    near.get((NAMESPACE_FAMILY, digest), GEN)
+    near.remove_recheck(NAMESPACE_FAMILY, namespaces_recheck)  # that family's store closed
+    near.get((NAMESPACE_FAMILY, digest), GEN)
+
+    assert contexts == [key(1)]
+    assert namespaces == [(NAMESPACE_FAMILY, digest)] * 2
+
+
+def test_families_share_one_bound_and_one_drop() -> None:
+    near = make_near(max_entries=2)
+    digest = namespace_digest("users.1")
+    fill(near, 1, Val(1, "a"))
+    near.settle(near.begin((NAMESPACE_FAMILY, digest)), raw_of(Val(1, "n")), GEN, Decoder())
+    fill(near, 2, Val(1, "b"))  # the least recently used goes, whatever its family
+
+    assert key(1) not in near and (NAMESPACE_FAMILY, digest) in near and key(2) in near
+    near.on_tier_event(TierEvent.GENERATION_CHANGED)
+    assert len(near) == 0
+
+
+def test_an_invalidated_namespace_key_evicts_that_namespace_only() -> None:
+    near = make_near()
+    one, two = namespace_digest("a"), namespace_digest("b")
+    for digest in (one, two):
+        near.settle(near.begin((NAMESPACE_FAMILY, digest)), raw_of(Val(1, "n")), GEN, Decoder())
+    fill(near, 1, Val(1, "a"))
+
+    near.invalidated([EntityKey(NAMESPACE_FAMILY, one, GEN)])
+
+    assert (NAMESPACE_FAMILY, one) not in near
+    assert (NAMESPACE_FAMILY, two) in near and key(1) in near
+
+
+def test_expiring_an_entry_evicts_only_the_one_judged() -> None:
+    near = make_near()
+    fill(near, 1, Val(1, "a"))
+    judged = near.get(key(1), GEN)
+    assert judged is not None
+    fill(near, 1, Val(2, "b"))  # replaced meanwhile
+
+    assert not near.expire(key(1), judged)
+    assert near.expire(key(1))
+    assert near.get(key(1), GEN) is None
 
 
 def test_a_re_check_evicts_only_the_entry_it_judged() -> None:
