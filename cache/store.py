@@ -139,16 +139,23 @@ class ContextStore:
         Only if the second GET fails too does the caller see the error.
         """
         key = keys.context_key(self._prefix, user_id, generation)
-        try:
-            return await self._get(key)
-        except LoopStalled:
-            metrics.LOOP_STALLS.inc()
-            return await self._get(key)
-
-    async def _get(self, key: str) -> bytes | None:
         started = monotonic()
         try:
             # The client decodes nothing (decode_responses=False): values are bytes.
+            if self._gate is None:
+                return await self._client.get(key)  # type: ignore[return-value]
+            async with self._gate:
+                return await self._client.get(key)  # type: ignore[return-value]
+        except _TIMEOUTS:
+            if monotonic() - started - self._timeout <= self._timeout / 2:
+                raise  # it expired on time: that says something about Redis
+        metrics.LOOP_STALLS.inc()
+        return await self._get_after_stall(key)
+
+    async def _get_after_stall(self, key: str) -> bytes | None:
+        """The second GET: a stall of its own is raised (as LoopStalled), not retried."""
+        started = monotonic()
+        try:
             if self._gate is None:
                 return await self._client.get(key)  # type: ignore[return-value]
             async with self._gate:
