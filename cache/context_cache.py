@@ -89,6 +89,7 @@ _NEAR = LoadSource.NEAR
 _CACHE = LoadSource.CACHE
 _DATABASE = LoadSource.DATABASE
 _WARM_CONCURRENCY = 8
+_PING_ATTEMPTS = 3  # readiness probes: see ContextCache.ping
 _COMPLETE_INT = COMPLETE[0]
 _MARKER_INT = MARKER[0]
 # Sampled near hits re-read at once, at most (more are skipped and counted): a re-check
@@ -715,10 +716,18 @@ class ContextCache:
         return self._near is not None and self._near.serving
 
     async def ping(self) -> bool:
-        try:
-            return await self._store.ping()
-        except REDIS_ERRORS:
-            return False
+        """Whether Redis answers, for readiness: one lost reply is not an outage.
+
+        A probe shares the hot path's short timeout, and a pooled connection that Redis (or
+        a proxy) closed fails once before it is replaced; reporting "down" on either would
+        take a healthy process out of rotation. So a probe is asked up to three times.
+        """
+        for _ in range(_PING_ATTEMPTS):
+            try:
+                return await self._store.ping()
+            except REDIS_ERRORS:
+                continue
+        return False
 
     async def stats(self) -> CacheStats:
         """Counters of this process, plus a SCAN of this prefix's keys (never KEYS)."""

@@ -228,3 +228,30 @@ async def test_cancelled_loads_leave_no_unread_reply_in_the_pool(
             cache_keys.context_key(cache.key_prefix, user_id, cache.generation or 0)
         )
         assert raw is not None and decode(raw) == expected[user_id]
+
+
+async def test_ping_after_an_outage_is_not_failed_by_a_connection_redis_closed(
+    make_cache: CacheFactory, proxy: ChaosProxy
+) -> None:
+    """Readiness must not flap once Redis is back: pooled connections it closed are replaced."""
+    cache = make_cache()
+    # Several pooled connections, all open, so the outage closes more than one.
+    await asyncio.gather(*(cache.ping() for _ in range(4)))
+    assert await cache.ping()
+
+    proxy.refuse()
+    assert not await cache.ping()
+    proxy.forward()
+
+    for _ in range(4):
+        assert await cache.ping()
+
+
+async def test_one_lost_ping_does_not_report_redis_down(
+    make_cache: CacheFactory, proxy: ChaosProxy
+) -> None:
+    cache = make_cache()
+    assert await cache.ping()
+    proxy.cut_at(b"PING", deliver=False)
+    assert await cache.ping(), "a probe whose connection was cut is asked again"
+    assert proxy.cut_done.is_set()
