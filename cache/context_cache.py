@@ -561,7 +561,7 @@ class ContextCache:
                 return None
             headers = await self._store.headers(user_ids, generation)
         except REDIS_ERRORS as exc:
-            self._state.redis_failed(exc)
+            self._state.background_check_failed(exc)
             return None
         return [_parse_header(raw) for raw in headers]
 

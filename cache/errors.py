@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class CacheError(Exception):
@@ -40,6 +41,9 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     TimeoutError,
 )
+
+# The ones of those that say "no answer in time" rather than "unreachable".
+REDIS_TIMEOUTS: tuple[type[BaseException], ...] = (RedisTimeoutError, TimeoutError)
 
 
 class LoopStalled(TimeoutError):

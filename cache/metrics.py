@@ -27,6 +27,11 @@ LOOP_STALLS = Counter(
     "memlayer_cache_loop_stalls_total",
     "Redis deadlines that expired because the event loop stalled (not counted by the breaker).",
 )
+BACKGROUND_TIMEOUTS = Counter(
+    "memlayer_cache_background_check_timeouts_total",
+    "Periodic checks (epoch watch, consistency sample) whose Redis call timed out "
+    "(retried at their next interval, not counted by the breaker).",
+)
 OVERSIZE = Counter(
     "memlayer_cache_oversize_total",
     "Contexts not cached because their encoding exceeded cache_max_value_bytes.",

@@ -107,7 +107,7 @@ class Recovery:
             try:
                 await self._epoch.check()
             except REDIS_ERRORS as exc:
-                state.redis_failed(exc)
+                state.background_check_failed(exc)
                 continue
             state.redis_answered()
             if state.dirty.pending:

@@ -7,12 +7,16 @@ generation or an open breaker) subscribes here instead of polling.
 from __future__ import annotations
 
 import fakeredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from memlayer.cache import ContextCache
+from memlayer.cache import metrics as cache_metrics
 from memlayer.cache.breaker import CircuitBreaker
 from memlayer.cache.dirty import DirtyUsers
 from memlayer.cache.errors import LoopStalled, SharedReadFailed
 from memlayer.cache.state import TierEvent, TierState
+from memlayer.metrics import current
 from memlayer.records import LoadSource, MemoryContext
 from memlayer.settings import Settings
 
@@ -49,6 +53,17 @@ def test_failures_that_are_not_redis_s_own_never_count() -> None:
     state.redis_failed(SharedReadFailed())  # counted by the load that issued the read
     state.redis_failed(LoopStalled(0.2))  # our event loop was late
     assert state.breaker.closed and seen == []
+
+
+def test_periodic_checks_count_unreachable_redis_but_not_their_own_timeouts() -> None:
+    state, seen = _state(threshold=1)
+    before = current(cache_metrics.BACKGROUND_TIMEOUTS)
+    state.background_check_failed(TimeoutError())  # a deadline under a busy loop
+    state.background_check_failed(RedisTimeoutError("Timeout reading from socket"))
+    assert state.breaker.closed and seen == []
+    assert current(cache_metrics.BACKGROUND_TIMEOUTS) - before == 2
+    state.background_check_failed(RedisConnectionError("Connection refused"))
+    assert seen == [TierEvent.BREAKER_OPENED]
 
 
 def test_a_dirty_user_bypasses_redis_until_marked_clean() -> None:
