@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from memlayer.settings import Settings
 
 BENCH_DATABASE = "memlayer_bench"
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"  # the benches' default, as for the database
 
 Op = Callable[[int], Awaitable[object]]
 
@@ -117,7 +118,7 @@ async def ensure_bench_database(settings: Settings) -> Settings:
     return settings.model_copy(
         update={
             "database_url": bench_url,
-            "redis_url": settings.redis_url or "redis://127.0.0.1:6379/0",
+            "redis_url": settings.redis_url or LOCAL_REDIS_URL,
             "cache_key_prefix": "memlayer-bench",  # made unique per run below
         }
     )

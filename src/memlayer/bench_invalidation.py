@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
+from memlayer.bench_harness import LOCAL_REDIS_URL
 from memlayer.cache import keys
 from memlayer.cache.invalidation import InvalidationLink
 from memlayer.cache.keys import CONTEXT_FAMILY, EntityKey
@@ -163,11 +164,14 @@ async def run_bench_invalidation(
     settings: Settings, *, writes: int, interval_ms: float, modes: Sequence[str]
 ) -> int:
     url = settings.redis_url
-    if url is None or url.partition("://")[0].endswith("+cluster"):
+    if url is None:
+        url = LOCAL_REDIS_URL
+        print(f"memlayer bench-invalidation: no MEMLAYER_REDIS_URL, using the local {url}")
+    if url.partition("://")[0].endswith("+cluster"):
         print(
             "memlayer bench-invalidation needs a standalone Redis: set MEMLAYER_REDIS_URL "
-            "(e.g. redis://127.0.0.1:6379/0). Client tracking is not available on the "
-            "embedded stand-in, and the near-cache is off on Redis Cluster.",
+            "to one (e.g. redis://127.0.0.1:6379/0). The near-cache is off on Redis Cluster "
+            "(client tracking there is per node).",
             file=sys.stderr,
         )
         return 2

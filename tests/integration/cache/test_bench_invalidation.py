@@ -24,10 +24,9 @@ async def test_the_lag_bench_reports_both_mechanisms(capsys: pytest.CaptureFixtu
     assert rows["channel"][1:3] == ["20", "20"]
 
 
-async def test_the_lag_bench_needs_a_standalone_redis() -> None:
+async def test_the_lag_bench_refuses_a_cluster_url(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings(redis_url="redis+cluster://127.0.0.1:7000")
     assert (
-        await run_bench_invalidation(
-            Settings(redis_url=None), writes=1, interval_ms=1.0, modes=["tracking"]
-        )
-        == 2
+        await run_bench_invalidation(settings, writes=1, interval_ms=1.0, modes=["tracking"]) == 2
     )
+    assert "standalone Redis" in capsys.readouterr().err
