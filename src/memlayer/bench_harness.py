@@ -20,7 +20,8 @@ from sqlalchemy.engine import make_url
 from memlayer.settings import Settings
 
 BENCH_DATABASE = "memlayer_bench"
-LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"  # the benches' default, as for the database
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"  # the benches' defaults when nothing is set
+LOCAL_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 Op = Callable[[int], Awaitable[object]]
 
@@ -99,7 +100,7 @@ async def ensure_bench_database(settings: Settings) -> Settings:
     """Default to a local ``memlayer_bench`` database, created on first use."""
     if settings.database_url:
         return settings
-    url = make_url("postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+    url = make_url(LOCAL_POSTGRES_URL)
     admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
     try:
         exists = await admin.fetchval(

@@ -11,8 +11,9 @@ process that it starts, and prints:
   including ``BEGIN``/``COMMIT`` (plus simple-protocol Query messages), for signed-in and
   anonymous turns separately.
 
-It needs real Postgres and Redis (``MEMLAYER_DATABASE_URL``, ``MEMLAYER_REDIS_URL``) and
-uses a database of its own on that server (``memlayer_bench_sessions``, created afresh).
+It needs real Postgres and Redis (``MEMLAYER_DATABASE_URL``, ``MEMLAYER_REDIS_URL``; with
+neither set, the local ones on their default ports) and uses a database of its own on that
+server (``memlayer_bench_sessions``, created afresh).
 The server it starts has its per-address abuse limits raised (every session comes from
 127.0.0.1) and says so. ``--serve-command`` runs another build's server instead, to compare
 (e.g. ``--serve-command "/path/to/other/.venv/bin/memlayer serve"``).
@@ -40,6 +41,7 @@ import orjson
 from sqlalchemy.engine import make_url
 from websockets.asyncio.client import connect
 
+from memlayer.bench_harness import LOCAL_POSTGRES_URL, LOCAL_REDIS_URL
 from memlayer.settings import Settings
 
 BENCH_DATABASE = "memlayer_bench_sessions"
@@ -345,10 +347,18 @@ async def run_bench_sessions(
     anonymous_share: float,
     serve_command: str | None,
 ) -> int:
+    if settings.embedded and not settings.redis_url:
+        settings = settings.model_copy(
+            update={"database_url": LOCAL_POSTGRES_URL, "redis_url": LOCAL_REDIS_URL}
+        )
+        print(
+            "memlayer bench-sessions: nothing configured, using the local Postgres "
+            f"({LOCAL_POSTGRES_URL}) and Redis ({LOCAL_REDIS_URL})"
+        )
     if settings.embedded or not settings.redis_url:
         print(
             "memlayer bench-sessions needs real Postgres and Redis: set MEMLAYER_DATABASE_URL "
-            "and MEMLAYER_REDIS_URL (see README).",
+            "and MEMLAYER_REDIS_URL (see README), or set neither to use the local ones.",
             file=sys.stderr,
         )
         return 2
