@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from memlayer.bench_harness import LOCAL_POSTGRES_URL
 from memlayer.chaos import report
 from memlayer.chaos.faults import FaultKind, FaultRecord, Faults
 from memlayer.chaos.history import AckLog
@@ -61,11 +62,15 @@ class SetupError(RuntimeError):
 async def run_chaos(settings: Settings, options: ChaosOptions) -> int:
     bound = options.bound if options.bound is not None else settings.coherence_bound_ms / 1000
     server_url = settings.database_url
-    if not server_url or not server_url.startswith("postgresql"):
+    if not server_url:
+        server_url = LOCAL_POSTGRES_URL
+        print(f"memlayer chaos: no MEMLAYER_DATABASE_URL, using the local Postgres ({server_url})")
+    if not server_url.startswith("postgresql"):
         return _setup_failed(
             "memlayer chaos needs a Postgres server: set MEMLAYER_DATABASE_URL "
-            "(postgresql+asyncpg://...). It creates a database of its own there and drops it "
-            "at the end; Redis it starts itself (redis-server must be installed)."
+            "(postgresql+asyncpg://...), or leave it unset for the local one. It creates a "
+            "database of its own there and drops it at the end; Redis it starts itself "
+            "(redis-server must be installed)."
         )
     seed = options.seed if options.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)
