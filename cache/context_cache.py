@@ -48,7 +48,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.cluster import RedisCluster
 
-from memlayer.cache import metrics, near_metrics
+from memlayer.cache import metrics
 from memlayer.cache.background import BackgroundTasks
 from memlayer.cache.breaker import CircuitBreaker
 from memlayer.cache.client import RedisClient
@@ -68,8 +68,8 @@ from memlayer.cache.fill import FillProtocol
 from memlayer.cache.hooks import CacheHooks
 from memlayer.cache.invalidation import InvalidationLink
 from memlayer.cache.keys import CONTEXT_FAMILY, EntityKey
-from memlayer.cache.near import FillTicket, NearCache, NearEntry, NearKey
-from memlayer.cache.near_recheck import RecheckResult, recheck
+from memlayer.cache.near import FillTicket, NearCache
+from memlayer.cache.near_recheck import Rechecker
 from memlayer.cache.port import GenerationFloor, Loader, MarkerInstall, WriteThrough
 from memlayer.cache.recent import RecentVersions
 from memlayer.cache.recovery import Recovery
@@ -94,7 +94,6 @@ _COMPLETE_INT = COMPLETE[0]
 _MARKER_INT = MARKER[0]
 # Sampled near hits re-read at once, at most (more are skipped and counted): a re-check
 # is a GET plus, on a difference, a barrier on the link; it must never pile up.
-_MAX_RECHECKS = 8
 
 # What a (shared) GET hands back: the bytes, and the near-cache ticket taken before it was
 # sent (None when the near-cache is not serving: nothing read then may be served later).
@@ -152,7 +151,7 @@ class ContextCache:
         "_near",
         "_plain_reads",
         "_reads",
-        "_rechecking",
+        "_rechecker",
         "_recovery",
         "_state",
         "_store",
@@ -200,7 +199,6 @@ class ContextCache:
                 version_of=_version_of,
                 recheck_fraction=settings.near_cache_recheck_fraction,
             )
-            near.set_recheck(CONTEXT_FAMILY, self._recheck)
             state.subscribe(near.on_tier_event)
         check_s = settings.cache_epoch_check_ms / 1000
         epoch = EpochWatch(
@@ -218,7 +216,17 @@ class ContextCache:
         self._max_bytes = settings.cache_max_value_bytes
         self._near = near
         self._link: InvalidationLink | None = None
-        self._rechecking: set[asyncio.Task[None]] = set()
+        self._rechecker: Rechecker[MemoryContext] | None = None
+        if near is not None:
+            self._rechecker = Rechecker(
+                near,
+                background,
+                link=self._current_link,
+                read=lambda key, entry: self._store.get(int(key[1]), entry.generation),
+                complete_version=_complete_version,
+                describe=lambda key, entry: f"user {key[1]}",
+            )
+            near.set_recheck(CONTEXT_FAMILY, self._rechecker)
         self._epoch = epoch
         # Shared GETs: with near-cache fill tickets while the near-cache serves, plain
         # bytes otherwise (one coroutine and one tuple less on a Redis hit).
@@ -659,43 +667,10 @@ class ContextCache:
         if self._state.known_generation:  # the first load establishes it otherwise
             self._recovery.check_soon()
 
-    def _recheck(self, key: NearKey, entry: NearEntry[MemoryContext]) -> None:
-        """A sampled near hit: re-read it from Redis in the background (bounded)."""
-        link = self._link
-        if link is None or len(self._rechecking) >= _MAX_RECHECKS:
-            near_metrics.RECHECKS_SKIPPED.inc()
-            return
-        task = self._background.spawn(self._run_recheck(key, entry, link))
-        self._rechecking.add(task)
-        task.add_done_callback(self._rechecking.discard)
-
     async def rechecks_settled(self) -> None:
         """Until every sampled re-check started so far has finished (tests, ops)."""
-        if self._rechecking:
-            await asyncio.wait(set(self._rechecking))
-
-    async def _run_recheck(
-        self, key: NearKey, entry: NearEntry[MemoryContext], link: InvalidationLink
-    ) -> None:
-        near = self._near
-        assert near is not None  # a near hit was sampled
-        user_id = int(key[1])  # a ``ctx`` key: registered for that family only
-        found = await recheck(
-            near,
-            key,
-            entry,
-            read=lambda: self._store.get(user_id, entry.generation),
-            complete_version=_complete_version,
-            barrier=link.barrier,
-        )
-        if found.result is RecheckResult.MISMATCH or found.result is RecheckResult.MISSING:
-            log.error(
-                "near-cache: user %s was served v%s from process memory while Redis held %s "
-                "and no invalidation had come; evicted (see docs/runbook.md)",
-                user_id,
-                found.near_version,
-                "nothing" if found.redis_version is None else f"v{found.redis_version}",
-            )
+        if self._rechecker is not None:
+            await self._rechecker.settled()
 
     @property
     def near(self) -> NearCache[Any] | None:

@@ -14,16 +14,24 @@ a mismatch is ``stale``, a missing value ``missing``, a consistent or raced entr
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from memlayer.cache import near_metrics as metrics
+from memlayer.cache.background import BackgroundTasks
 from memlayer.cache.errors import REDIS_ERRORS, CacheError
+from memlayer.cache.invalidation import InvalidationLink
 from memlayer.cache.near import NearCache, NearEntry, NearKey
 
 V = TypeVar("V")
+
+log = logging.getLogger("memlayer.cache")
+
+MAX_RECHECKS = 8  # re-checks out at once per family; further samples are skipped (counted)
 
 _LINK_ERRORS: tuple[type[BaseException], ...] = (*REDIS_ERRORS, CacheError)
 
@@ -98,3 +106,64 @@ def _done(result: RecheckResult, entry: NearEntry[V], redis_version: int | None)
     if check is not None:
         check.inc()
     return Recheck(result, entry.version, redis_version)
+
+
+class Rechecker(Generic[V]):
+    """One key family's sampled re-checks, run in the background, a few at a time.
+
+    Registered with :meth:`NearCache.set_recheck`. ``read`` is the family's GET of a key
+    at an entry's generation, ``complete_version`` its codec's version of a complete
+    value, ``describe`` how a log line names the entry ("user 42").
+    """
+
+    __slots__ = ("_background", "_complete_version", "_describe", "_link", "_near", "_out", "_read")
+
+    def __init__(
+        self,
+        near: NearCache[V],
+        background: BackgroundTasks,
+        *,
+        link: Callable[[], InvalidationLink | None],
+        read: Callable[[NearKey, NearEntry[V]], Awaitable[bytes | None]],
+        complete_version: Callable[[bytes], int | None],
+        describe: Callable[[NearKey, NearEntry[V]], str],
+    ) -> None:
+        self._near = near
+        self._background = background
+        self._link = link
+        self._read = read
+        self._complete_version = complete_version
+        self._describe = describe
+        self._out: set[asyncio.Task[None]] = set()
+
+    def __call__(self, key: NearKey, entry: NearEntry[V]) -> None:
+        link = self._link()
+        if link is None or len(self._out) >= MAX_RECHECKS:
+            metrics.RECHECKS_SKIPPED.inc()
+            return
+        task = self._background.spawn(self._run(key, entry, link))
+        self._out.add(task)
+        task.add_done_callback(self._out.discard)
+
+    async def settled(self) -> None:
+        """Until every re-check started so far has finished (tests, ops)."""
+        if self._out:
+            await asyncio.wait(set(self._out))
+
+    async def _run(self, key: NearKey, entry: NearEntry[V], link: InvalidationLink) -> None:
+        found = await recheck(
+            self._near,
+            key,
+            entry,
+            read=lambda: self._read(key, entry),
+            complete_version=self._complete_version,
+            barrier=link.barrier,
+        )
+        if found.result is RecheckResult.MISMATCH or found.result is RecheckResult.MISSING:
+            log.error(
+                "near-cache: %s was served v%s from process memory while Redis held %s "
+                "and no invalidation had come; evicted (see docs/runbook.md)",
+                self._describe(key, entry),
+                found.near_version,
+                "nothing" if found.redis_version is None else f"v{found.redis_version}",
+            )

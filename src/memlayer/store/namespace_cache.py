@@ -47,7 +47,7 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool
 
-from memlayer.cache import keys, near_metrics
+from memlayer.cache import keys
 from memlayer.cache import metrics as cache_metrics
 from memlayer.cache.background import BackgroundTasks
 from memlayer.cache.client import RedisClient
@@ -61,8 +61,8 @@ from memlayer.cache.fill import BatchFillProtocol, Fetched
 from memlayer.cache.hooks import FillHooks
 from memlayer.cache.invalidation import InvalidationLink
 from memlayer.cache.memo import DecodedMemo
-from memlayer.cache.near import FillTicket, NearCache, NearEntry, NearKey
-from memlayer.cache.near_recheck import RecheckResult, recheck
+from memlayer.cache.near import FillTicket, NearCache
+from memlayer.cache.near_recheck import Rechecker
 from memlayer.cache.port import MarkerInstall, WriteThrough
 from memlayer.cache.recent import RecentVersions
 from memlayer.cache.shared_read import SharedResults
@@ -87,7 +87,6 @@ _NS = keys.NAMESPACE_FAMILY
 # sent (None when the near-cache is not serving: nothing read then may be served later).
 _Read = tuple[bytes | None, FillTicket | None]
 # Sampled near hits re-read at once, at most (more are skipped and counted).
-_MAX_RECHECKS = 8
 
 
 def _complete_version(raw: bytes) -> int | None:
@@ -147,7 +146,6 @@ class NamespaceCache:
             max_age_s=settings.coherence_bound_ms / 4000
         )
         self._reads: SharedResults[str, _Read] = SharedResults(self._read_one)
-        self._rechecking: set[asyncio.Task[None]] = set()
         self._background = BackgroundTasks()
         self._hooks = hooks or NamespaceHooks()
         self._fills: BatchFillProtocol[str, NamespaceValue] = BatchFillProtocol(
@@ -167,8 +165,17 @@ class NamespaceCache:
         self._skew = timedelta(0)
         self._flush_task: asyncio.Task[None] | None = None
         tier.state.subscribe(self._on_tier_event)
+        self._rechecker: Rechecker[Any] | None = None
         if self._near is not None:
-            self._near.set_recheck(_NS, self._recheck)
+            self._rechecker = Rechecker(
+                self._near,
+                self._background,
+                link=lambda: self._tier.near_link(),
+                read=lambda key, entry: self._store.get(str(key[1]), entry.generation),
+                complete_version=_complete_version,
+                describe=lambda key, entry: f"store namespace {entry.value.namespace!r}",
+            )
+            self._near.set_recheck(_NS, self._rechecker)
 
     # ------------------------------------------------------------------ reads
 
@@ -596,43 +603,10 @@ class NamespaceCache:
 
     # ------------------------------------------------------------- near-cache
 
-    def _recheck(self, key: NearKey, entry: NearEntry[Any]) -> None:
-        """A sampled near hit of a namespace: re-read it from Redis in the background."""
-        link = self._tier.near_link()
-        if link is None or len(self._rechecking) >= _MAX_RECHECKS:
-            near_metrics.RECHECKS_SKIPPED.inc()
-            return
-        task = self._background.spawn(self._run_recheck(key, entry, link))
-        self._rechecking.add(task)
-        task.add_done_callback(self._rechecking.discard)
-
-    async def _run_recheck(
-        self, key: NearKey, entry: NearEntry[Any], link: InvalidationLink
-    ) -> None:
-        near = self._near
-        assert near is not None  # a near hit was sampled
-        digest = str(key[1])  # an ``ns`` key: registered for that family only
-        found = await recheck(
-            near,
-            key,
-            entry,
-            read=lambda: self._store.get(digest, entry.generation),
-            complete_version=_complete_version,
-            barrier=link.barrier,
-        )
-        if found.result is RecheckResult.MISMATCH or found.result is RecheckResult.MISSING:
-            log.error(
-                "near-cache: store namespace %r was served v%s from process memory while "
-                "Redis held %s and no invalidation had come; evicted (see docs/runbook.md)",
-                entry.value.namespace,
-                found.near_version,
-                "nothing" if found.redis_version is None else f"v{found.redis_version}",
-            )
-
     async def rechecks_settled(self) -> None:
         """Until every sampled re-check started so far has finished (tests, ops)."""
-        if self._rechecking:
-            await asyncio.wait(set(self._rechecking))
+        if self._rechecker is not None:
+            await self._rechecker.settled()
 
     @property
     def near(self) -> NearCache[Any] | None:
@@ -688,8 +662,8 @@ class NamespaceCache:
         return self._cap
 
     async def aclose(self) -> None:
-        if self._near is not None:
-            self._near.remove_recheck(_NS, self._recheck)
+        if self._near is not None and self._rechecker is not None:
+            self._near.remove_recheck(_NS, self._rechecker)
         self._tier.state.unsubscribe(self._on_tier_event)
         await self._flights.cancel_all()
         await self._background.cancel_all()
