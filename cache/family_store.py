@@ -24,7 +24,7 @@ from memlayer.cache.client import RedisClient
 from memlayer.cache.codec import SCHEMA
 from memlayer.cache.errors import LoopStalled
 from memlayer.cache.fill import FillResult, LeaseAttempt, fill_result, lease_attempt
-from memlayer.cache.store import Deadline
+from memlayer.cache.store import Deadline, loop_stall
 
 K = TypeVar("K")
 
@@ -109,8 +109,8 @@ class FamilyStore(Generic[K]):
             else:
                 replies = await self._run(self._client.mget_nonatomic, names)  # type: ignore[union-attr]
         except _TIMEOUTS as timeout:
-            late = monotonic() - started - self._timeout * (1 + len(names) / 100)
-            if late > self._timeout / 2:
+            late = await loop_stall(started, self._timeout * (1 + len(names) / 100))
+            if late is not None:
                 raise LoopStalled(late) from timeout
             raise
         return list(replies)

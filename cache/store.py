@@ -43,12 +43,33 @@ _NO_BYTES = b""
 _LEASE_REPLIES = {1: LeaseRelease.RELEASED, 0: LeaseRelease.LOST, -1: LeaseRelease.NOT_HELD}
 
 
-class Deadline:
-    """``asyncio.timeout`` that tells a stalled event loop apart from a slow Redis.
+async def loop_stall(started: float, budget_s: float) -> float | None:
+    """How late a timeout of a call started at ``started`` was, if our event loop rather
+    than Redis is to blame for it; None if Redis is.
 
-    When the deadline's timer runs more than half the budget late, the loop was busy
-    elsewhere (CPU-bound work, a burst) and the expiry says nothing about Redis: the
-    timeout is raised as :class:`LoopStalled` so the breaker can ignore it.
+    The loop is to blame when the timer ran more than half the budget late (the loop was
+    held: CPU-bound work), or when the loop is busy now: one turn of it takes more than a
+    quarter of the budget. With many requests in flight a reply that arrived at once
+    waits behind every other callback of a turn, its reader runs a turn later, and the
+    timer, due meanwhile, cancels the call though the reply was there; the timer itself
+    ran nearly on time. Only measured after a timeout: one turn of the loop.
+    """
+    loop = asyncio.get_running_loop()
+    late = loop.time() - started - budget_s
+    if late > budget_s / 2:
+        return late
+    turn_started = loop.time()
+    await asyncio.sleep(0)
+    if loop.time() - turn_started > budget_s / 4:
+        return max(late, 0.0)
+    return None
+
+
+class Deadline:
+    """``asyncio.timeout`` that tells a stalled or saturated event loop from a slow Redis.
+
+    When the loop is to blame for the expiry (:func:`loop_stall`), it says nothing about
+    Redis: the timeout is raised as :class:`LoopStalled` so the breaker can ignore it.
     """
 
     __slots__ = ("_budget", "_loop", "_start", "_timeout")
@@ -71,8 +92,8 @@ class Deadline:
         try:
             await self._timeout.__aexit__(exc_type, exc, tb)
         except TimeoutError as timeout:
-            late = self._loop.time() - self._start - self._budget
-            if late > self._budget / 2:
+            late = await loop_stall(self._start, self._budget)
+            if late is not None:
                 raise LoopStalled(late) from timeout
             raise
 
@@ -147,8 +168,8 @@ class ContextStore:
             async with self._gate:
                 return await self._client.get(key)  # type: ignore[return-value]
         except _TIMEOUTS:
-            if monotonic() - started - self._timeout <= self._timeout / 2:
-                raise  # it expired on time: that says something about Redis
+            if await loop_stall(started, self._timeout) is None:
+                raise  # Redis, not our loop, was late: that says something about Redis
         metrics.LOOP_STALLS.inc()
         return await self._get_after_stall(key)
 
@@ -161,8 +182,8 @@ class ContextStore:
             async with self._gate:
                 return await self._client.get(key)  # type: ignore[return-value]
         except _TIMEOUTS as timeout:
-            late = monotonic() - started - self._timeout
-            if late > self._timeout / 2:
+            late = await loop_stall(started, self._timeout)
+            if late is not None:
                 raise LoopStalled(late) from timeout
             raise
 

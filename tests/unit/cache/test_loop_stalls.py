@@ -44,6 +44,28 @@ async def test_deadline_expiring_on_time_is_a_plain_timeout():
     assert not isinstance(raised.value, LoopStalled)
 
 
+async def test_deadline_expiring_on_time_while_the_loop_is_saturated_is_loop_stalled():
+    """The timer runs nearly on time (less than half the budget late), but from then on
+    every turn of the loop is long, as with many requests in flight: a reply may have
+    been waiting behind them, so Redis is not to blame."""
+    loop = asyncio.get_running_loop()
+    turns_left = 4
+
+    def a_long_turn() -> None:  # the work of many requests, in one turn of the loop
+        nonlocal turns_left
+        time.sleep(0.015)
+        turns_left -= 1
+        if turns_left:
+            loop.call_soon(a_long_turn)
+
+    never = loop.create_future()
+    with pytest.raises(LoopStalled) as raised:
+        async with Deadline(0.05):
+            loop.call_later(0.05, a_long_turn)  # due with the deadline
+            await never
+    assert raised.value.late_s < 0.025, "the timer itself was on time"
+
+
 class StallingRedis:
     """fakeredis whose context GETs, once ``stalling`` is set, hold the loop past the timeout.
 
