@@ -17,12 +17,11 @@ from time import monotonic
 from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from memlayer.cache import scripts
 from memlayer.cache.client import RedisClient
 from memlayer.cache.codec import SCHEMA
-from memlayer.cache.errors import LoopStalled
+from memlayer.cache.errors import REDIS_TIMEOUTS, LoopStalled
 from memlayer.cache.fill import FillResult, LeaseAttempt, fill_result, lease_attempt
 from memlayer.cache.store import Deadline, loop_stall
 
@@ -31,7 +30,6 @@ K = TypeVar("K")
 KeyOf = Callable[[K, int], str]  # (entity, generation) -> key name
 
 _NO_BYTES = b""
-_TIMEOUTS = (RedisTimeoutError, TimeoutError)
 
 
 class FamilyStore(Generic[K]):
@@ -108,7 +106,7 @@ class FamilyStore(Generic[K]):
                 replies = await self._run(self._client.mget, names)
             else:
                 replies = await self._run(self._client.mget_nonatomic, names)  # type: ignore[union-attr]
-        except _TIMEOUTS as timeout:
+        except REDIS_TIMEOUTS as timeout:
             late = await loop_stall(started, self._timeout * (1 + len(names) / 100))
             if late is not None:
                 raise LoopStalled(late) from timeout

@@ -19,13 +19,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from memlayer.cache import keys, metrics, scripts
 from memlayer.cache.client import RedisClient
 from memlayer.cache.codec import HEADER_LEN, SCHEMA
 from memlayer.cache.epoch_record import EpochRecord
-from memlayer.cache.errors import LoopStalled
+from memlayer.cache.errors import REDIS_TIMEOUTS, LoopStalled
 from memlayer.cache.fill import (
     LEASE_ACQUIRED,
     LEASE_BUSY,
@@ -34,9 +33,6 @@ from memlayer.cache.fill import (
     LeaseRelease,
     LeaseState,
 )
-
-# What a client-side timeout looks like: redis-py's own, or asyncio's.
-_TIMEOUTS = (RedisTimeoutError, TimeoutError)
 
 _NO_BYTES = b""
 # The FILL script's lease reply: 1 held and released, 0 lost, -1 none held.
@@ -167,7 +163,7 @@ class ContextStore:
                 return await self._client.get(key)  # type: ignore[return-value]
             async with self._gate:
                 return await self._client.get(key)  # type: ignore[return-value]
-        except _TIMEOUTS:
+        except REDIS_TIMEOUTS:
             if await loop_stall(started, self._timeout) is None:
                 raise  # Redis, not our loop, was late: that says something about Redis
         metrics.LOOP_STALLS.inc()
@@ -181,7 +177,7 @@ class ContextStore:
                 return await self._client.get(key)  # type: ignore[return-value]
             async with self._gate:
                 return await self._client.get(key)  # type: ignore[return-value]
-        except _TIMEOUTS as timeout:
+        except REDIS_TIMEOUTS as timeout:
             late = await loop_stall(started, self._timeout)
             if late is not None:
                 raise LoopStalled(late) from timeout
