@@ -24,8 +24,14 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
+def _services(request: Request) -> AppServices:
+    """The app's services: Starlette's ``app.state`` is untyped by design, so name the type once."""
+    services: AppServices = request.app.state.services
+    return services
+
+
 async def get_services(request: Request) -> AppServices:
-    return request.app.state.services
+    return _services(request)
 
 
 Services = Annotated[AppServices, Depends(get_services)]
@@ -37,7 +43,7 @@ Services = Annotated[AppServices, Depends(get_services)]
 
 
 async def get_memory(request: Request) -> LongTermMemoryService:
-    return request.app.state.services.memory
+    return _services(request).memory
 
 
 MemoryServiceDep = Annotated[LongTermMemoryService, Depends(get_memory)]
@@ -47,7 +53,7 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 def _verified(request: Request, credentials: HTTPAuthorizationCredentials | None) -> int:
     if credentials is None:
         raise InvalidToken("a bearer token is required")
-    return request.app.state.services.tokens.verify(credentials.credentials)
+    return _services(request).tokens.verify(credentials.credentials)
 
 
 async def optional_user(request: Request, credentials: Credentials) -> int | None:

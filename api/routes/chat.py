@@ -58,6 +58,7 @@ from memlayer.api.schemas import (
     ConversationsOut,
     SessionEndedOut,
 )
+from memlayer.api.services import AppServices
 from memlayer.memory.errors import MemoryLayerError
 from memlayer.memory.sessions import SessionCheck, SessionStatus
 from memlayer.supervisor.state import RECENT_TURNS_KEPT
@@ -251,7 +252,7 @@ def _now() -> str:
 class ChatSocket:
     """One open chat socket: authentication, then a checked frame loop."""
 
-    def __init__(self, websocket: WebSocket, services: Any, session_id: str) -> None:
+    def __init__(self, websocket: WebSocket, services: AppServices, session_id: str) -> None:
         self.ws = websocket
         self.services = services
         self.session_id = session_id
