@@ -149,39 +149,30 @@ class ContextStore:
         """The raw cached value of a user (the hot path: one GET).
 
         Bounded by the client's own socket and pool timeouts (the same budget) rather
-        than a :class:`Deadline`: one timer per hit less. A timeout that fired far later
-        than due is told apart as :class:`LoopStalled`, by the clock alone, and asked once
-        more: our event loop was busy (a CPU burst), the reply was most likely waiting, and
-        a second GET costs far less than the Postgres query the load would fall back to.
-        Only if the second GET fails too does the caller see the error.
+        than a :class:`Deadline`: one timer per hit less. A timeout our event loop is to
+        blame for (:func:`loop_stall`: held, or saturated) is asked once more: the reply
+        was most likely waiting, and a second GET costs far less than the Postgres query
+        the load would fall back to. A second such timeout is raised as
+        :class:`LoopStalled`; a timeout Redis is to blame for is raised as it is.
         """
         key = keys.context_key(self._prefix, user_id, generation)
-        started = monotonic()
-        try:
-            # The client decodes nothing (decode_responses=False): values are bytes.
-            if self._gate is None:
-                return await self._client.get(key)  # type: ignore[return-value]
-            async with self._gate:
-                return await self._client.get(key)  # type: ignore[return-value]
-        except REDIS_TIMEOUTS:
-            if await loop_stall(started, self._timeout) is None:
-                raise  # Redis, not our loop, was late: that says something about Redis
-        metrics.LOOP_STALLS.inc()
-        return await self._get_after_stall(key)
-
-    async def _get_after_stall(self, key: str) -> bytes | None:
-        """The second GET: a stall of its own is raised (as LoopStalled), not retried."""
-        started = monotonic()
-        try:
-            if self._gate is None:
-                return await self._client.get(key)  # type: ignore[return-value]
-            async with self._gate:
-                return await self._client.get(key)  # type: ignore[return-value]
-        except REDIS_TIMEOUTS as timeout:
-            late = await loop_stall(started, self._timeout)
-            if late is not None:
-                raise LoopStalled(late) from timeout
-            raise
+        client, gate = self._client, self._gate
+        for attempt in (1, 2):
+            started = monotonic()
+            try:
+                # The client decodes nothing (decode_responses=False): values are bytes.
+                if gate is None:
+                    return await client.get(key)  # type: ignore[return-value]
+                async with gate:
+                    return await client.get(key)  # type: ignore[return-value]
+            except REDIS_TIMEOUTS as timeout:
+                late = await loop_stall(started, self._timeout)
+                if late is None:
+                    raise  # Redis, not our loop, was late: that says something about Redis
+                if attempt == 2:
+                    raise LoopStalled(late) from timeout
+                metrics.LOOP_STALLS.inc()
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def acquire(
         self, user_id: int, generation: int, token: bytes, lease_ms: int, corrupt: bytes | None
